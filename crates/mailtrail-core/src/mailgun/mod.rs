@@ -1,0 +1,162 @@
+//! Reading Mailgun webhook bodies.
+//!
+//! Three wire formats carry the same events: the current JSON webhooks, and the legacy
+//! urlencoded and multipart forms (retired by Mailgun in 2023, still accepted). The receiver only
+//! needs the signed fields ([`read_signature`]); the worker needs the whole event
+//! ([`parse_event`]). Both dispatch on the request's content type.
+
+pub mod form;
+pub mod json;
+pub mod multipart;
+
+use crate::event::MailgunEvent;
+use crate::signature::SignedToken;
+
+/// The wire format of a webhook, from its `Content-Type`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// `application/json`: current webhooks.
+    Json,
+    /// `application/x-www-form-urlencoded`: legacy webhooks.
+    FormUrlEncoded,
+    /// `multipart/form-data`: legacy webhooks that carried attachments.
+    Multipart {
+        /// The multipart boundary from the content type.
+        boundary: String,
+    },
+}
+
+impl WebhookFormat {
+    /// Recognises the formats Mailgun sends; anything else can never be processed.
+    pub fn from_content_type(content_type: &str) -> Result<Self, ParseError> {
+        let mut parts = content_type.split(';');
+        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" => Ok(Self::Json),
+            "application/x-www-form-urlencoded" => Ok(Self::FormUrlEncoded),
+            "multipart/form-data" => {
+                let boundary = parts
+                    .filter_map(|param| param.split_once('='))
+                    .find(|(name, _)| name.trim().eq_ignore_ascii_case("boundary"))
+                    .map(|(_, value)| value.trim().trim_matches('"').to_owned())
+                    .filter(|boundary| !boundary.is_empty())
+                    .ok_or(ParseError::MissingBoundary)?;
+                Ok(Self::Multipart { boundary })
+            }
+            _ => Err(ParseError::UnsupportedContentType(content_type.to_owned())),
+        }
+    }
+}
+
+/// The signed fields of a webhook, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSignature {
+    /// Integer seconds, as signed.
+    pub timestamp: String,
+    /// The single-use token.
+    pub token: String,
+    /// Hex HMAC of `timestamp + token` under the account's key.
+    pub signature: String,
+    /// Subaccount events: the same HMAC under the parent account's key.
+    pub parent_signature: Option<String>,
+}
+
+impl WebhookSignature {
+    /// The triple to verify with the account's key.
+    pub fn signed(&self) -> SignedToken<'_> {
+        SignedToken {
+            timestamp: &self.timestamp,
+            token: &self.token,
+            signature: &self.signature,
+        }
+    }
+
+    /// The triple to verify with the parent account's key, for subaccount events.
+    pub fn parent_signed(&self) -> Option<SignedToken<'_>> {
+        self.parent_signature
+            .as_deref()
+            .map(|signature| SignedToken {
+                timestamp: &self.timestamp,
+                token: &self.token,
+                signature,
+            })
+    }
+}
+
+/// Why a webhook body could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not a content type Mailgun sends.
+    #[error("unsupported content type `{0}`")]
+    UnsupportedContentType(String),
+    /// `multipart/form-data` without a boundary.
+    #[error("multipart content type without a boundary")]
+    MissingBoundary,
+    /// The body is not JSON.
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The body is not a valid form.
+    #[error("the body is not a valid form: {0}")]
+    InvalidForm(String),
+    /// The body has no `signature` block or no timestamp/token/signature fields.
+    #[error("the body carries no signature, token or timestamp")]
+    MissingSignature,
+    /// A JSON webhook without `event-data`.
+    #[error("the body has no event-data object")]
+    MissingEventData,
+    /// No `event` field: not an event webhook (an inbound route posting here, say).
+    #[error("the body names no event (an inbound message or another kind of post?)")]
+    MissingEvent,
+}
+
+/// Pulls the signed fields out of a webhook body (the receiver's cheap check).
+pub fn read_signature(format: &WebhookFormat, body: &[u8]) -> Result<WebhookSignature, ParseError> {
+    match format {
+        WebhookFormat::Json => json::read_signature(body),
+        WebhookFormat::FormUrlEncoded => form::read_signature(body),
+        WebhookFormat::Multipart { boundary } => multipart::read_signature(body, boundary),
+    }
+}
+
+/// Reads the whole event. `fallback_micros` is used when the payload has no event time.
+pub fn parse_event(
+    format: &WebhookFormat,
+    body: &[u8],
+    fallback_micros: i64,
+) -> Result<MailgunEvent, ParseError> {
+    match format {
+        WebhookFormat::Json => json::parse_event(body, fallback_micros),
+        WebhookFormat::FormUrlEncoded => form::parse_event(body, fallback_micros),
+        WebhookFormat::Multipart { boundary } => {
+            multipart::parse_event(body, boundary, fallback_micros)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_pick_the_format() {
+        assert_eq!(
+            WebhookFormat::from_content_type("application/json; charset=utf-8"),
+            Ok(WebhookFormat::Json)
+        );
+        assert_eq!(
+            WebhookFormat::from_content_type("application/x-www-form-urlencoded"),
+            Ok(WebhookFormat::FormUrlEncoded)
+        );
+        assert_eq!(
+            WebhookFormat::from_content_type("multipart/form-data; boundary=\"abc\""),
+            Ok(WebhookFormat::Multipart {
+                boundary: "abc".into()
+            })
+        );
+        assert_eq!(
+            WebhookFormat::from_content_type("multipart/form-data"),
+            Err(ParseError::MissingBoundary)
+        );
+        assert!(WebhookFormat::from_content_type("text/plain").is_err());
+    }
+}
