@@ -94,11 +94,13 @@ impl UserVariables {
 fn unwrap_text(raw: &str) -> Option<String> {
     let mut text = raw.trim();
     let decoded;
-    if text.len() >= 2 && text.starts_with('"') && text.ends_with('"') {
-        if let Ok(Value::String(inner)) = serde_json::from_str::<Value>(text) {
-            decoded = inner;
-            text = decoded.trim();
-        }
+    if text.len() >= 2
+        && text.starts_with('"')
+        && text.ends_with('"')
+        && let Ok(Value::String(inner)) = serde_json::from_str::<Value>(text)
+    {
+        decoded = inner;
+        text = decoded.trim();
     }
     if text.is_empty() || is_placeholder(text) {
         None

@@ -1,0 +1,424 @@
+//! The queue operations, over one reconnecting Redis connection.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::QueueError;
+use crate::keys::QueueKeys;
+use crate::scripts;
+
+/// How a push ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The envelope is on the backlog.
+    Queued,
+    /// The token was already used: a Mailgun retry or a replay; nothing was pushed.
+    DuplicateToken,
+    /// The backlog is at its cap; nothing was pushed.
+    BacklogFull,
+}
+
+/// A dead letter: an envelope that can never be processed, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Why it can never succeed.
+    pub reason: String,
+    /// When it was dead-lettered, in milliseconds since the epoch.
+    pub dead_at_ms: i64,
+    /// The worker that gave up on it.
+    pub worker: String,
+    /// The envelope exactly as it was queued.
+    pub envelope: String,
+}
+
+/// Connection settings for the queue.
+#[derive(Clone, Debug)]
+pub struct QueueSettings {
+    /// `redis://` URL.
+    pub url: String,
+    /// Key prefix.
+    pub prefix: String,
+    /// How long one command may take before it fails (bounds a webhook's wait for Redis).
+    pub response_timeout: Duration,
+}
+
+/// The Redis queue. Cheap to clone: clones share one multiplexed, self-reconnecting connection.
+#[derive(Clone)]
+pub struct Queue {
+    connection: ConnectionManager,
+    keys: QueueKeys,
+}
+
+impl Queue {
+    /// Connects with a connection that reconnects by itself after a Redis restart.
+    pub async fn connect(settings: &QueueSettings) -> Result<Self, QueueError> {
+        let connection = connect_manager(&settings.url, settings.response_timeout).await?;
+        Ok(Self {
+            connection,
+            keys: QueueKeys::new(settings.prefix.clone()),
+        })
+    }
+
+    /// The key names in use.
+    pub fn keys(&self) -> &QueueKeys {
+        &self.keys
+    }
+
+    /// A clone of the underlying connection, for callers with commands of their own.
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// Answers whether Redis responds.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    /// Marks `token` as used for `token_ttl` and pushes `envelope`, atomically; refuses when the
+    /// backlog holds `backlog_cap` envelopes or more (0 means no cap).
+    pub async fn push_webhook(
+        &self,
+        token: &str,
+        token_ttl: Duration,
+        envelope: &str,
+        backlog_cap: u64,
+    ) -> Result<PushOutcome, QueueError> {
+        let mut connection = self.connection.clone();
+        let outcome: i64 = scripts::PUSH
+            .key(self.keys.token(token))
+            .key(self.keys.events())
+            .arg(token_ttl.as_secs().max(1))
+            .arg(envelope)
+            .arg(backlog_cap)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(match outcome {
+            1 => PushOutcome::Queued,
+            0 => PushOutcome::DuplicateToken,
+            _ => PushOutcome::BacklogFull,
+        })
+    }
+
+    /// Pushes an envelope without a token (operators' replays, benchmarks, tests).
+    pub async fn push_envelope(&self, envelope: &str) -> Result<(), QueueError> {
+        let mut connection = self.connection.clone();
+        let _: i64 = connection.lpush(self.keys.events(), envelope).await?;
+        Ok(())
+    }
+
+    /// How many envelopes wait in the backlog.
+    pub async fn backlog_len(&self) -> Result<u64, QueueError> {
+        let mut connection = self.connection.clone();
+        Ok(connection.llen(self.keys.events()).await?)
+    }
+
+    /// How many envelopes are dead-lettered.
+    pub async fn dead_len(&self) -> Result<u64, QueueError> {
+        let mut connection = self.connection.clone();
+        Ok(connection.llen(self.keys.dead()).await?)
+    }
+
+    /// Dead letters from `start` (0 = newest) up to `count` of them, with their raw entries.
+    pub async fn dead_letters(
+        &self,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<(String, Result<DeadLetter, QueueError>)>, QueueError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let stop = (start + count - 1) as isize;
+        let raw: Vec<String> = connection
+            .lrange(self.keys.dead(), start as isize, stop)
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(|entry| {
+                let parsed = serde_json::from_str(&entry).map_err(QueueError::from);
+                (entry, parsed)
+            })
+            .collect())
+    }
+
+    /// Moves the given dead letters (raw entries, as returned by [`Queue::dead_letters`]) back
+    /// onto the backlog; returns how many moved.
+    pub async fn replay_dead(&self, entries: &[(String, DeadLetter)]) -> Result<u64, QueueError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut connection = self.connection.clone();
+        let mut invocation = scripts::REPLAY.key(self.keys.dead());
+        invocation.key(self.keys.events());
+        for (raw, letter) in entries {
+            invocation.arg(raw).arg(&letter.envelope);
+        }
+        Ok(invocation.invoke_async(&mut connection).await?)
+    }
+
+    /// Skipped-event counts by reason.
+    pub async fn skipped_counts(&self) -> Result<Vec<(String, u64)>, QueueError> {
+        let mut connection = self.connection.clone();
+        let mut counts: Vec<(String, u64)> = connection.hgetall(self.keys.skipped()).await?;
+        counts.sort();
+        Ok(counts)
+    }
+
+    /// Registers `worker` and renews its lease for `ttl`.
+    pub async fn heartbeat(&self, worker: &str, ttl: Duration) -> Result<(), QueueError> {
+        let mut connection = self.connection.clone();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        redis::pipe()
+            .atomic()
+            .sadd(self.keys.workers(), worker)
+            .ignore()
+            .cmd("SET")
+            .arg(self.keys.lease(worker))
+            .arg(now_ms())
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves `worker`'s in-flight envelopes back onto the backlog (used at start, for the
+    /// worker's own leftovers, and on release). Returns how many moved.
+    pub async fn requeue_in_flight(&self, worker: &str) -> Result<u64, QueueError> {
+        let mut connection = self.connection.clone();
+        let moved: i64 = scripts::REQUEUE
+            .key(self.keys.processing(worker))
+            .key(self.keys.events())
+            .key(self.keys.lease(worker))
+            .key(self.keys.workers())
+            .arg("0")
+            .arg(worker)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(moved.max(0) as u64)
+    }
+
+    /// Releases `worker` on a clean stop: requeues anything in flight, drops its lease and its
+    /// registration.
+    pub async fn release(&self, worker: &str) -> Result<u64, QueueError> {
+        let moved = self.requeue_in_flight(worker).await?;
+        let mut connection = self.connection.clone();
+        redis::pipe()
+            .atomic()
+            .del(self.keys.lease(worker))
+            .ignore()
+            .srem(self.keys.workers(), worker)
+            .ignore()
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(moved)
+    }
+
+    /// Finds registered workers whose lease has expired and moves their in-flight envelopes back
+    /// onto the backlog. Returns (worker, envelopes moved) for each one reaped.
+    pub async fn reap_dead_workers(&self) -> Result<Vec<(String, u64)>, QueueError> {
+        let mut connection = self.connection.clone();
+        let workers: Vec<String> = connection.smembers(self.keys.workers()).await?;
+        let mut reaped = Vec::new();
+        for worker in workers {
+            let moved: i64 = scripts::REQUEUE
+                .key(self.keys.processing(&worker))
+                .key(self.keys.events())
+                .key(self.keys.lease(&worker))
+                .key(self.keys.workers())
+                .arg("1")
+                .arg(&worker)
+                .invoke_async(&mut connection)
+                .await?;
+            if moved >= 0 {
+                reaped.push((worker, moved as u64));
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// In-flight envelopes per registered worker, with the age of each lease's last renewal
+    /// (`None` when the lease has expired).
+    pub async fn in_flight(&self) -> Result<Vec<(String, u64, Option<i64>)>, QueueError> {
+        let mut connection = self.connection.clone();
+        let mut workers: Vec<String> = connection.smembers(self.keys.workers()).await?;
+        workers.sort();
+        let mut rows = Vec::with_capacity(workers.len());
+        for worker in workers {
+            let len: u64 = connection.llen(self.keys.processing(&worker)).await?;
+            let renewed: Option<i64> = connection.get(self.keys.lease(&worker)).await?;
+            rows.push((worker, len, renewed.map(|at| now_ms() - at)));
+        }
+        Ok(rows)
+    }
+}
+
+/// The worker's side of the queue: claiming needs a blocking command, which gets a connection of
+/// its own so it never delays the short commands, and a response timeout longer than its block.
+#[derive(Clone)]
+pub struct WorkerQueue {
+    queue: Queue,
+    blocking: ConnectionManager,
+    worker: String,
+}
+
+/// The outcome of processing one claimed batch.
+#[derive(Debug, Default)]
+pub struct Settlement {
+    /// Envelopes fully handled (written or skipped), to acknowledge.
+    pub done: Vec<String>,
+    /// Envelopes that can never succeed, with their reasons.
+    pub dead: Vec<(String, String)>,
+    /// Skipped events by reason.
+    pub skipped: Vec<(String, u64)>,
+}
+
+impl WorkerQueue {
+    /// Opens the worker's connections. `block` is the longest a claim waits for work.
+    pub async fn connect(
+        settings: &QueueSettings,
+        worker: impl Into<String>,
+        block: Duration,
+    ) -> Result<Self, QueueError> {
+        let queue = Queue::connect(settings).await?;
+        let blocking = connect_manager(
+            &settings.url,
+            block + settings.response_timeout + Duration::from_secs(1),
+        )
+        .await?;
+        Ok(Self {
+            queue,
+            blocking,
+            worker: worker.into(),
+        })
+    }
+
+    /// The shared queue operations.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// This worker's id.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// Claims up to `max` envelopes into this worker's processing list, waiting up to `block` for
+    /// the first one. Returns them oldest first; empty when the wait ran out.
+    pub async fn claim_batch(
+        &self,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<String>, QueueError> {
+        let keys = self.queue.keys();
+        let processing = keys.processing(&self.worker);
+        let mut connection = self.queue.connection();
+        let mut items: Vec<String> = scripts::CLAIM
+            .key(keys.events())
+            .key(&processing)
+            .arg(max)
+            .invoke_async(&mut connection)
+            .await?;
+        if !items.is_empty() || max == 0 {
+            return Ok(items);
+        }
+        let mut blocking = self.blocking.clone();
+        let first: Option<String> = blocking
+            .blmove(
+                keys.events(),
+                &processing,
+                redis::Direction::Right,
+                redis::Direction::Left,
+                block.as_secs_f64(),
+            )
+            .await?;
+        let Some(first) = first else {
+            return Ok(items);
+        };
+        items.push(first);
+        if max > 1 {
+            let more: Vec<String> = scripts::CLAIM
+                .key(keys.events())
+                .key(&processing)
+                .arg(max - 1)
+                .invoke_async(&mut connection)
+                .await?;
+            items.extend(more);
+        }
+        Ok(items)
+    }
+
+    /// Dead-letters, acknowledges and counts a processed batch in one atomic step. Call only after
+    /// the batch's Postgres transaction committed.
+    pub async fn settle(&self, settlement: &Settlement) -> Result<(), QueueError> {
+        let keys = self.queue.keys();
+        let dead_at_ms = now_ms();
+        let dead_entries: Vec<String> = settlement
+            .dead
+            .iter()
+            .map(|(envelope, reason)| {
+                serde_json::to_string(&DeadLetter {
+                    reason: reason.clone(),
+                    dead_at_ms,
+                    worker: self.worker.clone(),
+                    envelope: envelope.clone(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let removed: Vec<&String> = settlement
+            .done
+            .iter()
+            .chain(settlement.dead.iter().map(|(envelope, _)| envelope))
+            .collect();
+        let mut invocation = scripts::SETTLE.key(keys.processing(&self.worker));
+        invocation
+            .key(keys.dead())
+            .key(keys.skipped())
+            .arg(removed.len())
+            .arg(dead_entries.len());
+        // Newest first: the processing list holds them newest at the head.
+        for envelope in removed.iter().rev() {
+            invocation.arg(*envelope);
+        }
+        for entry in &dead_entries {
+            invocation.arg(entry);
+        }
+        for (reason, count) in &settlement.skipped {
+            invocation.arg(reason).arg(*count);
+        }
+        let mut connection = self.queue.connection();
+        let _: i64 = invocation.invoke_async(&mut connection).await?;
+        Ok(())
+    }
+}
+
+async fn connect_manager(
+    url: &str,
+    response_timeout: Duration,
+) -> Result<ConnectionManager, QueueError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(response_timeout))
+        .set_connection_timeout(Some(response_timeout))
+        // Few, quick reconnection attempts per failure: a request waiting on Redis must fail
+        // within its bound so the receiver can answer 503; the next request tries again.
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200));
+    // Lazy: a service that starts while Redis is down comes up anyway and answers 503 (or
+    // waits) until Redis is back, instead of crash-looping.
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}

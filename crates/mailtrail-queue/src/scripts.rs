@@ -1,0 +1,107 @@
+//! The Lua scripts that make each queue step atomic (hashed once, sent by EVALSHA). Redis runs a script without interleaving any
+//! other command, so each one below is all-or-nothing even if the caller dies mid-call.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Records the token and pushes the envelope in one step.
+///
+/// KEYS: token marker, backlog. ARGV: token TTL in seconds, envelope, backlog cap (0 = none).
+/// Returns 1 queued, 0 token already used, -1 backlog full.
+///
+/// Marking the token in the same step as the push is what makes "200 for a seen token" safe: a
+/// token can only be marked if its event is queued, so a retry Mailgun sends after a failure is
+/// never mistaken for a duplicate.
+pub(crate) static PUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local cap = tonumber(ARGV[3])
+if cap > 0 and redis.call('LLEN', KEYS[2]) >= cap then return -1 end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+return 1
+",
+    )
+});
+
+/// Moves up to ARGV[1] envelopes from the backlog's right end to the left of a processing list.
+///
+/// KEYS: backlog, processing list. Returns the moved envelopes, oldest first. LMOVE moves, it
+/// never copies, so an envelope is always in exactly one list.
+pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local items = {}
+for i = 1, tonumber(ARGV[1]) do
+  local item = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not item then break end
+  items[#items + 1] = item
+end
+return items
+",
+    )
+});
+
+/// Settles a processed batch: dead letters are pushed, then every processed envelope is removed
+/// from the processing list, then skip counters move, all at once.
+///
+/// KEYS: processing list, dead list, skipped hash.
+/// ARGV: n envelopes, m dead entries, then the n envelopes (newest first, so each LREM finds its
+/// envelope at the head), the m dead entries, and (reason, count) pairs.
+pub(crate) static SETTLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = tonumber(ARGV[1])
+local m = tonumber(ARGV[2])
+for i = 3 + n, 2 + n + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+for i = 3, 2 + n do redis.call('LREM', KEYS[1], 1, ARGV[i]) end
+for i = 3 + n + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+return n
+",
+    )
+});
+
+/// Moves a processing list back onto the backlog's consumer end, so its envelopes are taken
+/// next, in their original order. With ARGV[1] = '1' it does so only if the lease key is absent
+/// (the reaper's check, repeated inside the script so a worker that renewed its lease in the
+/// meantime keeps its list).
+///
+/// KEYS: processing list, backlog, lease, workers set. ARGV: only-if-dead flag, worker id.
+/// Returns how many envelopes moved, or -1 when the worker turned out to be alive.
+pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+local moved = 0
+while true do
+  local item = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  if not item then break end
+  moved = moved + 1
+end
+if ARGV[1] == '1' then redis.call('SREM', KEYS[4], ARGV[2]) end
+return moved
+",
+    )
+});
+
+/// Moves dead letters back onto the backlog.
+///
+/// KEYS: dead list, backlog. ARGV: the raw dead entries to replay, then their envelopes, in
+/// pairs. An entry that is no longer in the dead list (replayed or purged by someone else in the
+/// meantime) is skipped, so a replay never queues an envelope twice. Returns how many moved.
+pub(crate) static REPLAY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local moved = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+    moved = moved + 1
+  end
+end
+return moved
+",
+    )
+});

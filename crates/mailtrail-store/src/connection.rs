@@ -1,0 +1,26 @@
+//! Opening a Postgres connection.
+
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::StoreError;
+
+/// A Postgres connection.
+pub type StoreConnection = AsyncPgConnection;
+
+/// Connects to `database_url` and sets a statement timeout, so a stuck query fails (and is
+/// retried) instead of holding a batch forever.
+pub async fn connect(
+    database_url: &str,
+    statement_timeout: Duration,
+) -> Result<StoreConnection, StoreError> {
+    let mut connection = AsyncPgConnection::establish(database_url).await?;
+    diesel::sql_query(format!(
+        "SET statement_timeout = {}",
+        statement_timeout.as_millis().max(1)
+    ))
+    .execute(&mut connection)
+    .await?;
+    Ok(connection)
+}

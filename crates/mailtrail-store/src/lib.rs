@@ -1,0 +1,24 @@
+//! mailtrail-store: everything mailtrail keeps in Postgres, through diesel-async (no libpq).
+//!
+//! - [`connect`] opens a connection with a statement timeout.
+//! - [`migrate`] runs the embedded migrations under a Postgres advisory lock, so several workers
+//!   starting at once do not race.
+//! - [`upsert_events`] writes a whole batch in one statement: new events go into the append-only
+//!   `email_events` table (deduplicated on their key) and only those update `sent_emails`, with
+//!   the precedence rule of `mailtrail_core::status` expressed in SQL.
+//! - [`stats`] answers the deliverability questions.
+
+mod connection;
+mod error;
+mod migrate;
+pub mod schema;
+pub mod stats;
+mod timeline;
+mod upsert;
+
+pub use connection::{StoreConnection, connect};
+pub use error::StoreError;
+pub use migrate::{MIGRATIONS, migrate};
+pub use stats::{StatsRow, StatsScope, status_counts};
+pub use timeline::{TimelineEvent, TimelineFilter, timeline};
+pub use upsert::{EventRow, UpsertCounts, upsert_events};

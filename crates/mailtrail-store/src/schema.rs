@@ -1,0 +1,56 @@
+//! The diesel schema of mailtrail's tables (see `migrations/` for the SQL and its comments).
+
+diesel::table! {
+    /// One row per sent message and recipient.
+    sent_emails (id) {
+        id -> BigInt,
+        message_id -> Text,
+        recipient -> Text,
+        backer_id -> BigInt,
+        project_id -> BigInt,
+        subject -> Nullable<Text>,
+        status -> Text,
+        status_tier -> SmallInt,
+        status_explicit -> Bool,
+        status_at -> Timestamptz,
+        status_reason -> Nullable<Text>,
+        status_code -> Nullable<Text>,
+        opened_count -> BigInt,
+        bot_open_count -> BigInt,
+        first_opened_at -> Nullable<Timestamptz>,
+        last_opened_at -> Nullable<Timestamptz>,
+        clicked_count -> BigInt,
+        first_clicked_at -> Nullable<Timestamptz>,
+        last_clicked_at -> Nullable<Timestamptz>,
+        unsubscribed_at -> Nullable<Timestamptz>,
+        event_count -> BigInt,
+        last_event_at -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Every accepted event, append-only.
+    email_events (event_key) {
+        event_key -> Text,
+        message_id -> Text,
+        recipient -> Text,
+        kind -> Text,
+        occurred_at -> Timestamptz,
+        event_id -> Nullable<Text>,
+        backer_id -> BigInt,
+        project_id -> BigInt,
+        subject -> Nullable<Text>,
+        status -> Nullable<Text>,
+        status_tier -> Nullable<SmallInt>,
+        status_explicit -> Nullable<Bool>,
+        severity -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        delivery_code -> Nullable<Text>,
+        engagement -> Nullable<Text>,
+        bot -> Bool,
+        url -> Nullable<Text>,
+        received_at -> Timestamptz,
+    }
+}

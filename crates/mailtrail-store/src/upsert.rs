@@ -1,0 +1,289 @@
+//! The batched, idempotent, order-independent write of events.
+//!
+//! One statement per batch, whatever its size: the batch travels as one array per column
+//! (`unnest`), so it needs 18 bind parameters instead of 18 per row and never meets Postgres'
+//! 65,535-parameter limit. The statement
+//!
+//! 1. inserts the events into `email_events`, skipping keys already there (retries, duplicates,
+//!    a batch replayed after a crash);
+//! 2. folds only the *newly inserted* events per (message, recipient): the best status claim by
+//!    `(tier, explicit, time, status, reason, code)` and the engagement counts;
+//! 3. upserts `sent_emails`, keeping the higher-ranked claim and adding the counts.
+//!
+//! Because step 2 only sees new events, counts are exact under redelivery, and because every
+//! merge is a max, min, sum or first-non-null, the result does not depend on event order. Rows
+//! are written in key order so two workers never lock the same rows in opposite orders.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, SmallInt, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+use mailtrail_core::status::{Effect, StatusClaim, effect_of};
+use mailtrail_core::{MailgunEvent, MessageId};
+
+use crate::{StoreConnection, StoreError};
+
+/// One validated event, ready to store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRow {
+    /// Stable deduplication key (`mailtrail_core::event_key`).
+    pub event_key: String,
+    /// Normalised message id.
+    pub message_id: String,
+    /// The recipient.
+    pub recipient: String,
+    /// Mailgun's event name.
+    pub kind: String,
+    /// Event time.
+    pub occurred_at: DateTime<Utc>,
+    /// Mailgun's event id.
+    pub event_id: Option<String>,
+    /// Custom variable `backer_id`.
+    pub backer_id: i64,
+    /// Custom variable `project_id`.
+    pub project_id: i64,
+    /// Subject (custom variable, else header).
+    pub subject: Option<String>,
+    /// Claimed status, `None` for kinds that do not touch the row.
+    pub status: Option<String>,
+    /// Claimed status tier.
+    pub status_tier: Option<i16>,
+    /// False for the `delivered` implied by an engagement.
+    pub status_explicit: Option<bool>,
+    /// `failed` severity.
+    pub severity: Option<String>,
+    /// Mailgun reason.
+    pub reason: Option<String>,
+    /// Delivery code.
+    pub delivery_code: Option<String>,
+    /// `opened`, `clicked`, `unsubscribed`.
+    pub engagement: Option<String>,
+    /// A machine open or click.
+    pub bot: bool,
+    /// Clicked URL.
+    pub url: Option<String>,
+}
+
+impl EventRow {
+    /// Builds the row for `event` once the worker has validated its identity and variables.
+    pub fn new(
+        event_key: String,
+        event: &MailgunEvent,
+        message_id: &MessageId,
+        recipient: &str,
+        backer_id: i64,
+        project_id: i64,
+        subject: Option<String>,
+    ) -> Self {
+        let claim = StatusClaim::of(event);
+        let engagement = match effect_of(event) {
+            Effect::Engagement(engagement) => Some(engagement.as_str().to_owned()),
+            Effect::Status(_) | Effect::None => None,
+        };
+        let occurred_at = DateTime::from_timestamp_micros(event.occurred_at_micros)
+            .unwrap_or(DateTime::UNIX_EPOCH);
+        Self {
+            event_key,
+            message_id: message_id.as_str().to_owned(),
+            recipient: recipient.to_owned(),
+            kind: event.kind.as_str().to_owned(),
+            occurred_at,
+            event_id: event.event_id.clone(),
+            backer_id,
+            project_id,
+            subject,
+            status: claim.as_ref().map(|claim| claim.status.as_str().to_owned()),
+            status_tier: claim.as_ref().map(|claim| claim.status.tier()),
+            status_explicit: claim.as_ref().map(|claim| claim.explicit),
+            severity: event.severity.map(|severity| severity.as_str().to_owned()),
+            reason: event.reason.clone(),
+            delivery_code: event.delivery_code.clone(),
+            engagement,
+            bot: event.bot,
+            url: event.url.clone(),
+        }
+    }
+}
+
+/// What one batch write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, QueryableByName)]
+pub struct UpsertCounts {
+    /// Events that were new (not seen before).
+    #[diesel(sql_type = BigInt)]
+    pub events_inserted: i64,
+    /// `sent_emails` rows inserted or updated.
+    #[diesel(sql_type = BigInt)]
+    pub rows_upserted: i64,
+}
+
+/// The columns the status claim is ranked by, highest first; shared by the fold and the merge.
+const CLAIM_RANK: [&str; 6] = [
+    "status_tier",
+    "status_explicit",
+    "status_at",
+    "status",
+    "coalesce(status_reason, '')",
+    "coalesce(status_code, '')",
+];
+
+/// The statement, built once: the merge condition is generated from [`CLAIM_RANK`] so the fold and
+/// the merge cannot disagree.
+static UPSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let prefixed = |table: &str| {
+        CLAIM_RANK
+            .iter()
+            .map(|column| match column.strip_prefix("coalesce(") {
+                Some(rest) => format!("coalesce({table}.{rest}"),
+                None => format!("{table}.{column}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let excluded_wins = format!("ROW({}) > ROW({})", prefixed("EXCLUDED"), prefixed("s"));
+    let claim_columns = [
+        "status",
+        "status_tier",
+        "status_explicit",
+        "status_at",
+        "status_reason",
+        "status_code",
+    ]
+    .iter()
+    .map(|column| {
+        format!("{column} = CASE WHEN {excluded_wins} THEN EXCLUDED.{column} ELSE s.{column} END")
+    })
+    .collect::<Vec<_>>()
+    .join(",\n    ");
+    let fold_order = CLAIM_RANK
+        .iter()
+        .map(|column| format!("{column} DESC"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+WITH input AS (
+  SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+    $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int2[], $12::bool[],
+    $13::text[], $14::text[], $15::text[], $16::text[], $17::bool[], $18::text[]
+  ) AS t(event_key, message_id, recipient, kind, occurred_at, event_id,
+         backer_id, project_id, subject, status, status_tier, status_explicit,
+         severity, reason, delivery_code, engagement, bot, url)
+),
+inserted AS (
+  INSERT INTO email_events (event_key, message_id, recipient, kind, occurred_at, event_id,
+         backer_id, project_id, subject, status, status_tier, status_explicit,
+         severity, reason, delivery_code, engagement, bot, url)
+  SELECT * FROM input ORDER BY event_key
+  ON CONFLICT (event_key) DO NOTHING
+  RETURNING *
+),
+claims AS (
+  SELECT message_id, recipient, status, status_tier, status_explicit,
+         occurred_at AS status_at,
+         CASE WHEN status_explicit THEN reason END AS status_reason,
+         CASE WHEN status_explicit THEN delivery_code END AS status_code
+  FROM inserted
+  WHERE status IS NOT NULL
+),
+best AS (
+  SELECT DISTINCT ON (message_id, recipient) *
+  FROM claims
+  ORDER BY message_id, recipient, {fold_order}
+),
+totals AS (
+  SELECT message_id, recipient,
+    (array_agg(backer_id ORDER BY occurred_at, event_key))[1] AS backer_id,
+    (array_agg(project_id ORDER BY occurred_at, event_key))[1] AS project_id,
+    (array_agg(subject ORDER BY occurred_at, event_key) FILTER (WHERE subject IS NOT NULL))[1] AS subject,
+    count(*) FILTER (WHERE engagement = 'opened' AND NOT bot) AS opened_count,
+    count(*) FILTER (WHERE engagement = 'opened' AND bot) AS bot_open_count,
+    min(occurred_at) FILTER (WHERE engagement = 'opened' AND NOT bot) AS first_opened_at,
+    max(occurred_at) FILTER (WHERE engagement = 'opened' AND NOT bot) AS last_opened_at,
+    count(*) FILTER (WHERE engagement = 'clicked') AS clicked_count,
+    min(occurred_at) FILTER (WHERE engagement = 'clicked') AS first_clicked_at,
+    max(occurred_at) FILTER (WHERE engagement = 'clicked') AS last_clicked_at,
+    min(occurred_at) FILTER (WHERE engagement = 'unsubscribed') AS unsubscribed_at,
+    count(*) AS event_count,
+    max(occurred_at) AS last_event_at
+  FROM inserted
+  WHERE status IS NOT NULL
+  GROUP BY message_id, recipient
+),
+upserted AS (
+  INSERT INTO sent_emails AS s (
+    message_id, recipient, backer_id, project_id, subject,
+    status, status_tier, status_explicit, status_at, status_reason, status_code,
+    opened_count, bot_open_count, first_opened_at, last_opened_at,
+    clicked_count, first_clicked_at, last_clicked_at, unsubscribed_at,
+    event_count, last_event_at)
+  SELECT t.message_id, t.recipient, t.backer_id, t.project_id, t.subject,
+    b.status, b.status_tier, b.status_explicit, b.status_at, b.status_reason, b.status_code,
+    t.opened_count, t.bot_open_count, t.first_opened_at, t.last_opened_at,
+    t.clicked_count, t.first_clicked_at, t.last_clicked_at, t.unsubscribed_at,
+    t.event_count, t.last_event_at
+  FROM totals t JOIN best b USING (message_id, recipient)
+  ORDER BY t.message_id, t.recipient
+  ON CONFLICT (message_id, recipient) DO UPDATE SET
+    {claim_columns},
+    subject = coalesce(s.subject, EXCLUDED.subject),
+    opened_count = s.opened_count + EXCLUDED.opened_count,
+    bot_open_count = s.bot_open_count + EXCLUDED.bot_open_count,
+    first_opened_at = least(s.first_opened_at, EXCLUDED.first_opened_at),
+    last_opened_at = greatest(s.last_opened_at, EXCLUDED.last_opened_at),
+    clicked_count = s.clicked_count + EXCLUDED.clicked_count,
+    first_clicked_at = least(s.first_clicked_at, EXCLUDED.first_clicked_at),
+    last_clicked_at = greatest(s.last_clicked_at, EXCLUDED.last_clicked_at),
+    unsubscribed_at = least(s.unsubscribed_at, EXCLUDED.unsubscribed_at),
+    event_count = s.event_count + EXCLUDED.event_count,
+    last_event_at = greatest(s.last_event_at, EXCLUDED.last_event_at),
+    updated_at = now()
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM inserted) AS events_inserted,
+       (SELECT count(*) FROM upserted) AS rows_upserted
+"#
+    )
+});
+
+/// Writes a batch of events in one statement (so in one implicit transaction). Duplicate keys
+/// within the batch are dropped before sending.
+pub async fn upsert_events(
+    connection: &mut StoreConnection,
+    rows: &[EventRow],
+) -> Result<UpsertCounts, StoreError> {
+    if rows.is_empty() {
+        return Ok(UpsertCounts::default());
+    }
+    let mut ordered: Vec<&EventRow> = rows.iter().collect();
+    ordered.sort_by(|a, b| a.event_key.cmp(&b.event_key));
+    ordered.dedup_by(|a, b| a.event_key == b.event_key);
+
+    fn column<T>(rows: &[&EventRow], field: impl Fn(&EventRow) -> T) -> Vec<T> {
+        rows.iter().map(|row| field(row)).collect()
+    }
+    let counts = diesel::sql_query(UPSERT_SQL.as_str())
+        .bind::<Array<Text>, _>(column(&ordered, |r| r.event_key.clone()))
+        .bind::<Array<Text>, _>(column(&ordered, |r| r.message_id.clone()))
+        .bind::<Array<Text>, _>(column(&ordered, |r| r.recipient.clone()))
+        .bind::<Array<Text>, _>(column(&ordered, |r| r.kind.clone()))
+        .bind::<Array<Timestamptz>, _>(column(&ordered, |r| r.occurred_at))
+        .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.event_id.clone()))
+        .bind::<Array<BigInt>, _>(column(&ordered, |r| r.backer_id))
+        .bind::<Array<BigInt>, _>(column(&ordered, |r| r.project_id))
+        .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.subject.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.status.clone()))
+        .bind::<Array<Nullable<SmallInt>>, _>(column(&ordered, |r| r.status_tier))
+        .bind::<Array<Nullable<Bool>>, _>(column(&ordered, |r| r.status_explicit))
+        .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.severity.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.reason.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.delivery_code.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.engagement.clone()))
+        .bind::<Array<Bool>, _>(column(&ordered, |r| r.bot))
+        .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.url.clone()))
+        .get_result::<UpsertCounts>(connection)
+        .await?;
+    Ok(counts)
+}

@@ -1,0 +1,2 @@
+DROP TABLE email_events;
+DROP TABLE sent_emails;
