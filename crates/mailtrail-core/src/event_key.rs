@@ -30,6 +30,12 @@ pub fn event_key(event: &MailgunEvent) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// A 32-character hex digest of `text`, for ids that need to be stable, not secret.
+pub fn short_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    hex::encode(&digest[..16])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

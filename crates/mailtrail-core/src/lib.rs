@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod event;
 pub mod event_key;
 pub mod mailgun;
+pub mod sample;
 pub mod signature;
 pub mod status;
 pub mod variables;

@@ -82,28 +82,40 @@ impl EventRow {
             Effect::Engagement(engagement) => Some(engagement.as_str().to_owned()),
             Effect::Status(_) | Effect::None => None,
         };
+        let text = |value: &str| text_for_postgres(value);
+        let optional = |value: &Option<String>| value.as_deref().map(text_for_postgres);
         let occurred_at = DateTime::from_timestamp_micros(event.occurred_at_micros)
             .unwrap_or(DateTime::UNIX_EPOCH);
         Self {
             event_key,
-            message_id: message_id.as_str().to_owned(),
-            recipient: recipient.to_owned(),
-            kind: event.kind.as_str().to_owned(),
+            message_id: text(message_id.as_str()),
+            recipient: text(recipient),
+            kind: text(event.kind.as_str()),
             occurred_at,
-            event_id: event.event_id.clone(),
+            event_id: optional(&event.event_id),
             backer_id,
             project_id,
-            subject,
+            subject: optional(&subject),
             status: claim.as_ref().map(|claim| claim.status.as_str().to_owned()),
             status_tier: claim.as_ref().map(|claim| claim.status.tier()),
             status_explicit: claim.as_ref().map(|claim| claim.explicit),
             severity: event.severity.map(|severity| severity.as_str().to_owned()),
-            reason: event.reason.clone(),
-            delivery_code: event.delivery_code.clone(),
+            reason: optional(&event.reason),
+            delivery_code: optional(&event.delivery_code),
             engagement,
             bot: event.bot,
-            url: event.url.clone(),
+            url: optional(&event.url),
         }
+    }
+}
+
+/// Postgres text cannot hold NUL; Mailgun JSON can (`\u0000`). Replacing it keeps the event
+/// instead of having Postgres refuse the whole batch.
+fn text_for_postgres(value: &str) -> String {
+    if value.contains('\0') {
+        value.replace('\0', "\u{FFFD}")
+    } else {
+        value.to_owned()
     }
 }
 

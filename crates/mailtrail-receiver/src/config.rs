@@ -1,0 +1,188 @@
+//! The receiver's configuration, read once from the environment.
+
+use std::time::Duration;
+
+use mailtrail_core::SigningKeys;
+use serde::Deserialize;
+
+/// Environment variables of `mailtrail-receiver` (names are the upper-cased field names).
+#[derive(Clone, Deserialize)]
+pub struct ReceiverEnv {
+    /// `REDIS_URL`.
+    #[serde(default = "default_redis_url")]
+    pub redis_url: String,
+    /// `MAILTRAIL_SIGNING_KEYS`: comma-separated webhook signing keys, all valid.
+    pub mailtrail_signing_keys: String,
+    /// `MAILTRAIL_BIND`.
+    #[serde(default = "default_bind")]
+    pub mailtrail_bind: String,
+    /// `MAILTRAIL_REDIS_PREFIX`.
+    #[serde(default = "default_prefix")]
+    pub mailtrail_redis_prefix: String,
+    /// `MAILTRAIL_TIMESTAMP_WINDOW_SECS`: how far a signed timestamp may be from now.
+    #[serde(default = "default_window")]
+    pub mailtrail_timestamp_window_secs: u64,
+    /// `MAILTRAIL_TOKEN_TTL_SECS`: how long a used token is remembered.
+    #[serde(default = "default_token_ttl")]
+    pub mailtrail_token_ttl_secs: u64,
+    /// `MAILTRAIL_BACKLOG_CAP`: refuse (503) when this many envelopes wait; 0 = no cap.
+    #[serde(default = "default_backlog_cap")]
+    pub mailtrail_backlog_cap: u64,
+    /// `MAILTRAIL_BODY_LIMIT_BYTES`: largest accepted body (legacy bounces carry attachments).
+    #[serde(default = "default_body_limit")]
+    pub mailtrail_body_limit_bytes: usize,
+    /// `MAILTRAIL_REDIS_TIMEOUT_MS`: longest a webhook waits on Redis before answering 503.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub mailtrail_redis_timeout_ms: u64,
+    /// `MAILTRAIL_HTTP_WORKERS`: actix worker threads; 0 = one per core.
+    #[serde(default)]
+    pub mailtrail_http_workers: usize,
+}
+
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379/".to_owned()
+}
+fn default_bind() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_prefix() -> String {
+    "mailtrail:".to_owned()
+}
+/// Nine hours: Mailgun retries a failed webhook for about eight, and does not document whether a
+/// retry is re-signed. A shorter window would turn every retry of an outage into a loss.
+fn default_window() -> u64 {
+    9 * 3600
+}
+/// Twice the window: a token must be remembered for as long as its signature can pass the
+/// window check, on either side of now.
+fn default_token_ttl() -> u64 {
+    18 * 3600
+}
+fn default_backlog_cap() -> u64 {
+    1_000_000
+}
+fn default_body_limit() -> usize {
+    10 * 1024 * 1024
+}
+fn default_redis_timeout_ms() -> u64 {
+    1_000
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct ReceiverConfig {
+    /// Redis URL.
+    pub redis_url: String,
+    /// Valid signing keys.
+    pub signing_keys: SigningKeys,
+    /// Listen address (`host:port`; port 0 picks a free one).
+    pub bind: String,
+    /// Redis key prefix.
+    pub redis_prefix: String,
+    /// Accepted distance of a signed timestamp from now.
+    pub timestamp_window: Duration,
+    /// How long a used token is remembered.
+    pub token_ttl: Duration,
+    /// Backlog length at which webhooks are refused with 503 (0 = no cap).
+    pub backlog_cap: u64,
+    /// Largest accepted body.
+    pub body_limit_bytes: usize,
+    /// Longest wait on Redis.
+    pub redis_timeout: Duration,
+    /// actix worker threads (0 = one per core).
+    pub http_workers: usize,
+}
+
+/// A configuration that cannot work, naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable is missing or malformed.
+    #[error("{0}")]
+    Env(#[from] envy::Error),
+    /// `MAILTRAIL_SIGNING_KEYS` holds no key.
+    #[error("MAILTRAIL_SIGNING_KEYS must hold at least one webhook signing key")]
+    NoSigningKeys,
+    /// The token TTL is shorter than the window, which would let a replay through.
+    #[error(
+        "MAILTRAIL_TOKEN_TTL_SECS ({ttl}) must be at least twice MAILTRAIL_TIMESTAMP_WINDOW_SECS ({window})"
+    )]
+    TokenTtlTooShort {
+        /// Configured TTL.
+        ttl: u64,
+        /// Configured window.
+        window: u64,
+    },
+}
+
+impl ReceiverConfig {
+    /// Reads and validates the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(envy::from_env::<ReceiverEnv>()?)
+    }
+
+    /// Validates already read variables.
+    pub fn from_vars(env: ReceiverEnv) -> Result<Self, ConfigError> {
+        let signing_keys = SigningKeys::from_comma_separated(&env.mailtrail_signing_keys)
+            .map_err(|_| ConfigError::NoSigningKeys)?;
+        let window = env.mailtrail_timestamp_window_secs;
+        if env.mailtrail_token_ttl_secs < window.saturating_mul(2) {
+            return Err(ConfigError::TokenTtlTooShort {
+                ttl: env.mailtrail_token_ttl_secs,
+                window,
+            });
+        }
+        Ok(Self {
+            redis_url: env.redis_url,
+            signing_keys,
+            bind: env.mailtrail_bind,
+            redis_prefix: env.mailtrail_redis_prefix,
+            timestamp_window: Duration::from_secs(window),
+            token_ttl: Duration::from_secs(env.mailtrail_token_ttl_secs),
+            backlog_cap: env.mailtrail_backlog_cap,
+            body_limit_bytes: env.mailtrail_body_limit_bytes,
+            redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
+            http_workers: env.mailtrail_http_workers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<ReceiverConfig, ConfigError> {
+        let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        ReceiverConfig::from_vars(envy::from_iter::<_, ReceiverEnv>(vars)?)
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_keys_are_set() {
+        let config = env(&[("MAILTRAIL_SIGNING_KEYS", "k1,k2")]).unwrap();
+        assert_eq!(config.bind, "127.0.0.1:8080");
+        assert_eq!(config.redis_prefix, "mailtrail:");
+        assert_eq!(config.signing_keys.len(), 2);
+        assert_eq!(config.timestamp_window, Duration::from_secs(9 * 3600));
+        assert!(!format!("{config:?}").contains("k1"));
+    }
+
+    #[test]
+    fn missing_keys_and_a_short_token_ttl_are_refused_by_name() {
+        let missing = env(&[]).unwrap_err().to_string();
+        assert!(
+            missing.to_lowercase().contains("mailtrail_signing_keys"),
+            "{missing}"
+        );
+        assert!(matches!(
+            env(&[("MAILTRAIL_SIGNING_KEYS", " , ")]),
+            Err(ConfigError::NoSigningKeys)
+        ));
+        assert!(matches!(
+            env(&[
+                ("MAILTRAIL_SIGNING_KEYS", "k"),
+                ("MAILTRAIL_TIMESTAMP_WINDOW_SECS", "600"),
+                ("MAILTRAIL_TOKEN_TTL_SECS", "900"),
+            ]),
+            Err(ConfigError::TokenTtlTooShort { .. })
+        ));
+    }
+}

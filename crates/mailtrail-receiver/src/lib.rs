@@ -1,0 +1,106 @@
+//! mailtrail-receiver: the thin webhook front door.
+//!
+//! It verifies Mailgun's signature, pushes the raw event onto the Redis backlog together with the
+//! token's single-use marker, and answers. It never opens a database connection, so Postgres
+//! being slow or down never slows Mailgun down. [`Application::build`] binds the listener (port 0
+//! in tests) and [`Application::run_until_stopped`] serves until SIGINT/SIGTERM, finishing the
+//! requests in hand.
+
+pub mod config;
+pub mod error;
+pub mod routes;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use mailtrail_queue::{Queue, QueueSettings};
+
+pub use config::{ConfigError, ReceiverConfig};
+pub use error::WebhookError;
+use routes::AppState;
+
+/// A bound, ready-to-run receiver.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+/// Why the receiver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        /// The configured address.
+        bind: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The Redis URL is unusable.
+    #[error("cannot set up Redis: {0}")]
+    Queue(#[from] mailtrail_queue::QueueError),
+}
+
+impl Application {
+    /// Binds the listener and prepares the server (Redis is connected lazily, so the receiver
+    /// starts, and answers 503, while Redis is down).
+    pub async fn build(config: ReceiverConfig) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(&config.bind).map_err(|source| StartError::Bind {
+            bind: config.bind.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                bind: config.bind.clone(),
+                source,
+            })?
+            .port();
+        let queue = Queue::connect(&QueueSettings {
+            url: config.redis_url.clone(),
+            prefix: config.redis_prefix.clone(),
+            response_timeout: config.redis_timeout,
+        })
+        .await?;
+        let state = web::Data::new(AppState {
+            queue,
+            signing_keys: config.signing_keys.clone(),
+            timestamp_window_secs: i64::try_from(config.timestamp_window.as_secs())
+                .unwrap_or(i64::MAX),
+            token_ttl: config.token_ttl,
+            backlog_cap: config.backlog_cap,
+        });
+        let body_limit = config.body_limit_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(body_limit))
+                .route("/webhooks/mailgun", web::post().to(routes::receive_webhook))
+                .route("/healthz", web::get().to(routes::healthz))
+                .route("/readyz", web::get().to(routes::readyz))
+        })
+        .listen(listener)
+        .map_err(|source| StartError::Bind {
+            bind: config.bind.clone(),
+            source,
+        })?;
+        if config.http_workers > 0 {
+            server = server.workers(config.http_workers);
+        }
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until stopped by a signal.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

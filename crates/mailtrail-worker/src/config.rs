@@ -1,0 +1,202 @@
+//! The worker's configuration, read once from the environment.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variables of `mailtrail-worker` (names are the upper-cased field names).
+#[derive(Clone, Deserialize)]
+pub struct WorkerEnv {
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `REDIS_URL`.
+    #[serde(default = "default_redis_url")]
+    pub redis_url: String,
+    /// `MAILTRAIL_REDIS_PREFIX`.
+    #[serde(default = "default_prefix")]
+    pub mailtrail_redis_prefix: String,
+    /// `MAILTRAIL_WORKER_ID`: unique per running worker; default host name and pid.
+    #[serde(default)]
+    pub mailtrail_worker_id: Option<String>,
+    /// `MAILTRAIL_BATCH_SIZE`: envelopes per claim and per Postgres statement.
+    #[serde(default = "default_batch_size")]
+    pub mailtrail_batch_size: usize,
+    /// `MAILTRAIL_CLAIM_BLOCK_MS`: longest wait for work (also bounds how fast SIGTERM is seen).
+    #[serde(default = "default_claim_block_ms")]
+    pub mailtrail_claim_block_ms: u64,
+    /// `MAILTRAIL_LEASE_TTL_SECS`: a worker silent this long is presumed dead and reaped.
+    #[serde(default = "default_lease_ttl_secs")]
+    pub mailtrail_lease_ttl_secs: u64,
+    /// `MAILTRAIL_MIGRATE`: run pending migrations at start (under an advisory lock).
+    #[serde(default = "default_true")]
+    pub mailtrail_migrate: bool,
+    /// `MAILTRAIL_STATEMENT_TIMEOUT_MS`: Postgres statement timeout.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub mailtrail_statement_timeout_ms: u64,
+    /// `MAILTRAIL_REDIS_TIMEOUT_MS`: longest wait on one Redis command.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub mailtrail_redis_timeout_ms: u64,
+}
+
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379/".to_owned()
+}
+fn default_prefix() -> String {
+    "mailtrail:".to_owned()
+}
+fn default_batch_size() -> usize {
+    500
+}
+fn default_claim_block_ms() -> u64 {
+    1_000
+}
+fn default_lease_ttl_secs() -> u64 {
+    30
+}
+fn default_true() -> bool {
+    true
+}
+fn default_statement_timeout_ms() -> u64 {
+    30_000
+}
+fn default_redis_timeout_ms() -> u64 {
+    2_000
+}
+
+/// The validated configuration.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// Postgres URL (may hold a password: never logged).
+    pub database_url: String,
+    /// Redis URL.
+    pub redis_url: String,
+    /// Redis key prefix.
+    pub redis_prefix: String,
+    /// This worker's id.
+    pub worker_id: String,
+    /// Envelopes per batch.
+    pub batch_size: usize,
+    /// Longest wait for work.
+    pub claim_block: Duration,
+    /// Heartbeat lease.
+    pub lease_ttl: Duration,
+    /// Run migrations at start.
+    pub migrate: bool,
+    /// Postgres statement timeout.
+    pub statement_timeout: Duration,
+    /// Redis command timeout.
+    pub redis_timeout: Duration,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("database_url", &"***")
+            .field("redis_prefix", &self.redis_prefix)
+            .field("worker_id", &self.worker_id)
+            .field("batch_size", &self.batch_size)
+            .field("claim_block", &self.claim_block)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("migrate", &self.migrate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration that cannot work, naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable is missing or malformed.
+    #[error("{0}")]
+    Env(#[from] envy::Error),
+    /// A value out of range.
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+impl WorkerConfig {
+    /// Reads and validates the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(envy::from_env::<WorkerEnv>()?)
+    }
+
+    /// Validates already read variables.
+    pub fn from_vars(env: WorkerEnv) -> Result<Self, ConfigError> {
+        if env.mailtrail_batch_size == 0 || env.mailtrail_batch_size > 10_000 {
+            return Err(ConfigError::Invalid(
+                "MAILTRAIL_BATCH_SIZE must be between 1 and 10000",
+            ));
+        }
+        if env.mailtrail_lease_ttl_secs < 3 {
+            return Err(ConfigError::Invalid(
+                "MAILTRAIL_LEASE_TTL_SECS must be at least 3",
+            ));
+        }
+        let claim_block = Duration::from_millis(env.mailtrail_claim_block_ms.max(10));
+        let lease_ttl = Duration::from_secs(env.mailtrail_lease_ttl_secs);
+        if claim_block * 3 > lease_ttl {
+            return Err(ConfigError::Invalid(
+                "MAILTRAIL_CLAIM_BLOCK_MS must be at most a third of MAILTRAIL_LEASE_TTL_SECS",
+            ));
+        }
+        let worker_id = match env.mailtrail_worker_id {
+            Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
+            _ => default_worker_id(),
+        };
+        Ok(Self {
+            database_url: env.database_url,
+            redis_url: env.redis_url,
+            redis_prefix: env.mailtrail_redis_prefix,
+            worker_id,
+            batch_size: env.mailtrail_batch_size,
+            claim_block,
+            lease_ttl,
+            migrate: env.mailtrail_migrate,
+            statement_timeout: Duration::from_millis(env.mailtrail_statement_timeout_ms.max(1)),
+            redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
+        })
+    }
+}
+
+/// `host-pid`: unique among live workers on a network of hosts with distinct names.
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
+        let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        WorkerConfig::from_vars(envy::from_iter::<_, WorkerEnv>(vars)?)
+    }
+
+    #[test]
+    fn defaults_apply_and_the_database_url_never_prints() {
+        let config = env(&[("DATABASE_URL", "postgres://u:secret@h/db")]).unwrap();
+        assert_eq!(config.batch_size, 500);
+        assert_eq!(config.redis_prefix, "mailtrail:");
+        assert!(
+            config
+                .worker_id
+                .ends_with(&format!("-{}", std::process::id()))
+        );
+        assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_name() {
+        let missing = env(&[]).unwrap_err().to_string();
+        assert!(missing.to_lowercase().contains("database_url"), "{missing}");
+        let zero = env(&[("DATABASE_URL", "x"), ("MAILTRAIL_BATCH_SIZE", "0")]).unwrap_err();
+        assert!(zero.to_string().contains("MAILTRAIL_BATCH_SIZE"));
+        let id = env(&[("DATABASE_URL", "x"), ("MAILTRAIL_WORKER_ID", " w7 ")]).unwrap();
+        assert_eq!(id.worker_id, "w7");
+    }
+}

@@ -1,0 +1,24 @@
+//! mailtrail-worker: the only writer to Postgres.
+//!
+//! [`run`] claims batches of envelopes from the Redis backlog into the worker's own processing
+//! list, [`classify`](classify::classify)s each (store, skip, or dead-letter), upserts the batch
+//! in one statement, and only then acknowledges it. See [`worker`] for why nothing is lost and
+//! nothing is counted twice when the process is killed at any instant.
+
+pub mod classify;
+pub mod config;
+pub mod worker;
+
+pub use config::{ConfigError, WorkerConfig};
+pub use worker::run;
+
+/// Why the worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Redis could not be set up.
+    #[error("queue: {0}")]
+    Queue(#[from] mailtrail_queue::QueueError),
+    /// Postgres or migrations failed at start.
+    #[error("store: {0}")]
+    Store(mailtrail_store::StoreError),
+}

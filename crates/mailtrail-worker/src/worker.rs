@@ -1,0 +1,377 @@
+//! The worker loop: claim a batch, classify it, write it, settle it.
+//!
+//! The order of steps is the reliability argument:
+//!
+//! 1. **claim** moves envelopes into this worker's processing list (they are never only in
+//!    memory);
+//! 2. **write** upserts the batch into Postgres in one statement; a transient failure keeps the
+//!    batch in hand and retries it with backoff, for as long as it takes;
+//! 3. **settle** removes the envelopes from the processing list, dead-letters the unreadable ones
+//!    and counts the skipped ones, in one Lua script, only after the write committed.
+//!
+//! A crash between 2 and 3 leaves the batch in the processing list; it is requeued (by this
+//! worker at its next start, or by another worker's reaper once the lease expires) and written
+//! again, which changes nothing because the write is idempotent. So every envelope is written at
+//! least once and counted exactly once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use mailtrail_queue::{QueueSettings, Settlement, WorkerQueue};
+use mailtrail_store::{EventRow, StoreConnection, StoreError, UpsertCounts, upsert_events};
+use tokio::sync::watch;
+
+use crate::WorkerError;
+use crate::classify::{Verdict, classify};
+use crate::config::WorkerConfig;
+
+/// Backoff bounds for retrying Postgres or Redis.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Runs the worker until `shutdown` turns true; then finishes the batch in hand, releases its
+/// lease and returns.
+pub async fn run(
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let queue = WorkerQueue::connect(
+        &QueueSettings {
+            url: config.redis_url.clone(),
+            prefix: config.redis_prefix.clone(),
+            response_timeout: config.redis_timeout,
+        },
+        config.worker_id.clone(),
+        config.claim_block,
+    )
+    .await?;
+    let worker = config.worker_id.as_str();
+
+    let Some(mut store) = connect_store(&config, &mut shutdown).await else {
+        return Ok(());
+    };
+    if config.migrate {
+        let (connection, applied) = mailtrail_store::migrate(store).await?;
+        store = connection;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied migrations");
+        }
+    }
+
+    // Whatever a previous run of this worker id left in flight goes back to the backlog first.
+    let recovered = with_redis_retry(&mut shutdown, "recover in-flight envelopes", || {
+        queue.queue().requeue_in_flight(worker)
+    })
+    .await;
+    if let Some(moved) = recovered.filter(|moved| *moved > 0) {
+        tracing::warn!(
+            worker,
+            envelopes = moved,
+            "requeued envelopes left in flight by a previous run"
+        );
+    }
+    tracing::info!(
+        worker,
+        batch_size = config.batch_size,
+        "mailtrail-worker started"
+    );
+
+    let heartbeat_every = config.lease_ttl / 3;
+    let mut last_heartbeat: Option<Instant> = None;
+    let mut last_reap = Instant::now();
+    let mut redis_backoff = Backoff::new("redis");
+
+    while !*shutdown.borrow() {
+        if last_heartbeat.is_none_or(|at| at.elapsed() >= heartbeat_every) {
+            match queue.queue().heartbeat(worker, config.lease_ttl).await {
+                Ok(()) => last_heartbeat = Some(Instant::now()),
+                Err(error) => {
+                    redis_backoff.failed(&error, &mut shutdown).await;
+                    continue;
+                }
+            }
+        }
+        if last_reap.elapsed() >= config.lease_ttl {
+            last_reap = Instant::now();
+            match queue.queue().reap_dead_workers().await {
+                Ok(reaped) => {
+                    for (dead_worker, moved) in reaped {
+                        tracing::warn!(
+                            dead_worker,
+                            envelopes = moved,
+                            "reaped a dead worker's in-flight envelopes"
+                        );
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "reaping dead workers failed; will retry"),
+            }
+        }
+
+        let batch = match queue
+            .claim_batch(config.batch_size, config.claim_block)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                redis_backoff.failed(&error, &mut shutdown).await;
+                continue;
+            }
+        };
+        redis_backoff.recovered();
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let mut sorted = sort_batch(batch);
+        let Some(counts) =
+            write_batch(&config, &mut store, &mut sorted, &queue, &mut shutdown).await
+        else {
+            // Shutting down during an outage: the batch stays in the processing list and is
+            // requeued by `release` below.
+            break;
+        };
+        let settlement = sorted.settlement;
+        let settled =
+            with_redis_retry(&mut shutdown, "settle batch", || queue.settle(&settlement)).await;
+        if settled.is_none() {
+            break;
+        }
+        tracing::debug!(
+            batch.size = settlement.done.len() + settlement.dead.len(),
+            events.inserted = counts.events_inserted,
+            rows.upserted = counts.rows_upserted,
+            dead = settlement.dead.len(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "batch settled"
+        );
+        for (_, reason) in &settlement.dead {
+            tracing::warn!(reason, "dead-lettered an envelope");
+        }
+    }
+
+    match queue.queue().release(worker).await {
+        Ok(moved) => tracing::info!(worker, requeued = moved, "mailtrail-worker stopped"),
+        Err(error) => {
+            tracing::warn!(worker, %error, "could not release the lease; the reaper will")
+        }
+    }
+    Ok(())
+}
+
+/// A claimed batch, sorted by verdict.
+struct SortedBatch {
+    /// Rows to write, each with the envelope it came from.
+    rows: Vec<(EventRow, String)>,
+    /// Envelopes done without a write (skipped), and dead letters.
+    settlement: Settlement,
+}
+
+/// Splits a claimed batch into rows to write and what to settle after the write.
+fn sort_batch(batch: Vec<String>) -> SortedBatch {
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut settlement = Settlement::default();
+    let mut skipped: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for raw in batch {
+        match classify(&raw) {
+            Verdict::Store(row) => rows.push((*row, raw)),
+            Verdict::Skip(reason) => {
+                *skipped.entry(reason).or_default() += 1;
+                settlement.done.push(raw);
+            }
+            Verdict::Dead(reason) => settlement.dead.push((raw, reason)),
+        }
+    }
+    settlement.skipped = skipped
+        .into_iter()
+        .map(|(reason, count)| (reason.to_owned(), count))
+        .collect();
+    SortedBatch { rows, settlement }
+}
+
+/// Writes the batch's rows and moves their envelopes into the settlement. A batch Postgres
+/// refuses for its data (not its connection) is split: rows are written one by one so the good
+/// ones commit and only the offenders are dead-lettered. `None` means shutdown came first.
+async fn write_batch(
+    config: &WorkerConfig,
+    store: &mut StoreConnection,
+    batch: &mut SortedBatch,
+    queue: &WorkerQueue,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<UpsertCounts> {
+    let rows: Vec<EventRow> = batch.rows.iter().map(|(row, _)| row.clone()).collect();
+    let mut total = UpsertCounts::default();
+    match write_with_retry(config, store, &rows, queue, shutdown).await? {
+        Ok(counts) => {
+            total = counts;
+            let envelopes = batch.rows.drain(..).map(|(_, raw)| raw);
+            batch.settlement.done.extend(envelopes);
+        }
+        Err(error) => {
+            tracing::warn!(%error, batch.size = rows.len(), "Postgres refused the batch; writing its rows one by one");
+            for (row, raw) in batch.rows.drain(..) {
+                match write_with_retry(config, store, std::slice::from_ref(&row), queue, shutdown)
+                    .await?
+                {
+                    Ok(counts) => {
+                        total.events_inserted += counts.events_inserted;
+                        total.rows_upserted += counts.rows_upserted;
+                        batch.settlement.done.push(raw);
+                    }
+                    Err(error) => batch
+                        .settlement
+                        .dead
+                        .push((raw, format!("Postgres refused the event: {error}"))),
+                }
+            }
+        }
+    }
+    Some(total)
+}
+
+/// Writes `rows`, retrying transient failures (reconnecting as needed) until it succeeds, fails
+/// for good (the data is at fault), or the worker is told to stop (`None`).
+async fn write_with_retry(
+    config: &WorkerConfig,
+    store: &mut StoreConnection,
+    rows: &[EventRow],
+    queue: &WorkerQueue,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Result<UpsertCounts, StoreError>> {
+    let mut backoff = Backoff::new("postgres");
+    let mut reconnect = false;
+    loop {
+        if reconnect {
+            match mailtrail_store::connect(&config.database_url, config.statement_timeout).await {
+                Ok(connection) => *store = connection,
+                Err(error) => {
+                    if !backoff.failed(&error, shutdown).await {
+                        return None;
+                    }
+                    continue;
+                }
+            }
+        }
+        match upsert_events(store, rows).await {
+            Ok(counts) => {
+                backoff.recovered();
+                return Some(Ok(counts));
+            }
+            Err(error) if error.is_transient() => {
+                reconnect = true;
+                // Keep the lease alive while waiting: the batch is still ours.
+                let _ = queue
+                    .queue()
+                    .heartbeat(queue.worker(), config.lease_ttl)
+                    .await;
+                if !backoff.failed(&error, shutdown).await {
+                    return None;
+                }
+            }
+            Err(error) => return Some(Err(error)),
+        }
+    }
+}
+
+/// Runs a Redis step until it succeeds or the worker is told to stop.
+async fn with_redis_retry<T, F, Fut>(
+    shutdown: &mut watch::Receiver<bool>,
+    what: &'static str,
+    mut step: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, mailtrail_queue::QueueError>>,
+{
+    let mut backoff = Backoff::new(what);
+    loop {
+        match step().await {
+            Ok(value) => {
+                backoff.recovered();
+                return Some(value);
+            }
+            Err(error) => {
+                if !backoff.failed(&error, shutdown).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Connects to Postgres, retrying until it answers or the worker is told to stop.
+async fn connect_store(
+    config: &WorkerConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<StoreConnection> {
+    let mut backoff = Backoff::new("postgres");
+    loop {
+        match mailtrail_store::connect(&config.database_url, config.statement_timeout).await {
+            Ok(connection) => {
+                backoff.recovered();
+                return Some(connection);
+            }
+            Err(error) => {
+                if !backoff.failed(&error, shutdown).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Exponential, jittered backoff that logs once per outage, not once per attempt.
+struct Backoff {
+    what: &'static str,
+    delay: Duration,
+    failing_since: Option<Instant>,
+}
+
+impl Backoff {
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            delay: BACKOFF_MIN,
+            failing_since: None,
+        }
+    }
+
+    /// Records a failure and sleeps; false if shutdown was requested meanwhile.
+    async fn failed(
+        &mut self,
+        error: &(dyn std::fmt::Display + Sync),
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        if self.failing_since.is_none() {
+            self.failing_since = Some(Instant::now());
+            tracing::warn!(dependency = self.what, %error, "dependency failing; retrying with backoff");
+        }
+        // Full jitter from the clock's sub-second noise: good enough to spread workers apart.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.subsec_nanos())
+            .unwrap_or(0);
+        let sleep = self.delay.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0);
+        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => !*shutdown.borrow(),
+            _ = shutdown.changed() => false,
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(since) = self.failing_since.take() {
+            tracing::info!(
+                dependency = self.what,
+                outage_ms = since.elapsed().as_millis() as u64,
+                "dependency recovered"
+            );
+        }
+        self.delay = BACKOFF_MIN;
+    }
+}
+
+impl From<StoreError> for WorkerError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}

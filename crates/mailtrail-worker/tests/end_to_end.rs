@@ -1,0 +1,264 @@
+//! End to end: signed webhooks posted to the real receiver become rows in Postgres through the
+//! real worker, and the statistics answer.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+mod pipeline;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use mailtrail_core::SigningKey;
+use mailtrail_core::sample::{SampleEvent, SampleKind, signed_form, signed_json};
+use mailtrail_store::schema::{email_events, sent_emails};
+use mailtrail_store::{StatsScope, status_counts};
+use pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds, signed_sample};
+use serde_json::json;
+
+fn sample<'a>(kind: SampleKind, message_id: &'a str, at: f64) -> SampleEvent<'a> {
+    SampleEvent {
+        kind,
+        message_id,
+        recipient: "backer@example.com",
+        timestamp: at,
+        backer_id: Some(42),
+        project_id: Some(7),
+        subject: "Your pledge",
+    }
+}
+
+type Row = (String, i64, i64, Option<String>, i64, i64, i64);
+
+async fn row(pipeline: &Pipeline, message_id: &str) -> Option<Row> {
+    use sent_emails::dsl as s;
+    let mut connection = pipeline.database.connect().await;
+    s::sent_emails
+        .filter(s::message_id.eq(message_id))
+        .select((
+            s::status,
+            s::backer_id,
+            s::project_id,
+            s::subject,
+            s::opened_count,
+            s::clicked_count,
+            s::event_count,
+        ))
+        .first(&mut connection)
+        .await
+        .optional()
+        .unwrap()
+}
+
+async fn event_count(pipeline: &Pipeline) -> i64 {
+    let mut connection = pipeline.database.connect().await;
+    email_events::table
+        .count()
+        .get_result(&mut connection)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_webhooks_become_rows_and_the_stats_answer() {
+    let mut pipeline = Pipeline::start().await;
+    let t = 1_764_000_000.0;
+    for event in [
+        sample(SampleKind::Accepted, "e2e-1@mg.example.com", t),
+        sample(SampleKind::Delivered, "e2e-1@mg.example.com", t + 5.0),
+        sample(SampleKind::Opened, "e2e-1@mg.example.com", t + 60.0),
+        sample(SampleKind::Clicked, "e2e-1@mg.example.com", t + 61.0),
+        sample(SampleKind::Accepted, "e2e-2@mg.example.com", t),
+        sample(SampleKind::Bounced, "e2e-2@mg.example.com", t + 3.0),
+    ] {
+        assert_eq!(pipeline.post_sample(&event).await, 200);
+    }
+    pipeline.wait_drained().await;
+
+    assert_eq!(
+        row(&pipeline, "e2e-1@mg.example.com").await,
+        Some((
+            "delivered".into(),
+            42,
+            7,
+            Some("Your pledge".into()),
+            1,
+            1,
+            4
+        ))
+    );
+    assert_eq!(
+        row(&pipeline, "e2e-2@mg.example.com").await.unwrap().0,
+        "bounced"
+    );
+
+    let mut connection = pipeline.database.connect().await;
+    let stats = status_counts(&mut connection, StatsScope::Project(7))
+        .await
+        .unwrap();
+    let counts: Vec<(String, i64)> = stats.into_iter().map(|r| (r.status, r.messages)).collect();
+    assert_eq!(counts, [("delivered".into(), 1), ("bounced".into(), 1)]);
+    pipeline.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_delivery_with_a_new_token_changes_nothing() {
+    let mut pipeline = Pipeline::start().await;
+    let delivered = sample(SampleKind::Delivered, "dup@mg.example.com", 1_764_000_000.5);
+    let opened = sample(SampleKind::Opened, "dup@mg.example.com", 1_764_000_100.5);
+    for event in [&delivered, &opened, &delivered, &opened] {
+        assert_eq!(pipeline.post_sample(event).await, 200);
+    }
+    pipeline.wait_drained().await;
+    assert_eq!(event_count(&pipeline).await, 2);
+    let (status, .., opened_count, _, events) = row(&pipeline, "dup@mg.example.com").await.unwrap();
+    assert_eq!((status.as_str(), opened_count, events), ("delivered", 1, 2));
+    pipeline.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_token_is_accepted_once_and_answered_200() {
+    let pipeline = Pipeline::start_receiver_only().await;
+    let token = fresh_token();
+    let first = signed_sample(
+        &sample(SampleKind::Delivered, "tok@x", 1_764_000_000.0),
+        &token,
+    );
+    let replay = signed_sample(
+        &sample(SampleKind::Bounced, "tok@x", 1_764_000_001.0),
+        &token,
+    );
+    assert_eq!(pipeline.post("application/json", first).await, 200);
+    assert_eq!(pipeline.post("application/json", replay).await, 200);
+    let queued = pipeline.redis.list("events");
+    assert_eq!(
+        queued.len(),
+        1,
+        "a reused token must not queue a second envelope"
+    );
+    assert!(queued[0].contains("delivered"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_signature_is_refused_and_nothing_is_queued() {
+    let pipeline = Pipeline::start_receiver_only().await;
+    let event = sample(SampleKind::Delivered, "forged@x", 1_764_000_000.0);
+    let forged = signed_json(
+        &SigningKey::new("not-the-configured-key"),
+        now_seconds(),
+        &fresh_token(),
+        event.event_data(),
+    );
+    assert_eq!(pipeline.post("application/json", forged).await, 401);
+    let stale = signed_json(
+        &SigningKey::new(SIGNING_KEY),
+        now_seconds() - 10 * 3600,
+        &fresh_token(),
+        event.event_data(),
+    );
+    assert_eq!(pipeline.post("application/json", stale).await, 406);
+    assert!(pipeline.redis.list("events").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_posted_in_reverse_order_end_in_the_same_state() {
+    let mut pipeline = Pipeline::start().await;
+    let t = 1_764_000_000.0;
+    let story = |message_id| {
+        vec![
+            sample(SampleKind::Accepted, message_id, t),
+            sample(SampleKind::Deferred, message_id, t + 1.0),
+            sample(SampleKind::Opened, message_id, t + 90.0),
+            sample(SampleKind::Delivered, message_id, t + 30.0),
+            sample(SampleKind::Clicked, message_id, t + 95.0),
+            sample(SampleKind::Complained, message_id, t + 200.0),
+        ]
+    };
+    for event in story("forward@x") {
+        assert_eq!(pipeline.post_sample(&event).await, 200);
+    }
+    pipeline.wait_drained().await;
+    for event in story("reverse@x").into_iter().rev() {
+        assert_eq!(pipeline.post_sample(&event).await, 200);
+    }
+    pipeline.wait_drained().await;
+    let forward = row(&pipeline, "forward@x").await.unwrap();
+    assert_eq!(forward.0, "complained");
+    assert_eq!(row(&pipeline, "reverse@x").await.unwrap(), forward);
+    pipeline.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_missing_backer_id_is_skipped_and_counted() {
+    let mut pipeline = Pipeline::start().await;
+    let mut event = sample(SampleKind::Delivered, "anon@x", 1_764_000_000.0);
+    event.backer_id = None;
+    assert_eq!(pipeline.post_sample(&event).await, 200);
+    pipeline.wait_drained().await;
+    assert_eq!(row(&pipeline, "anon@x").await, None);
+    let skipped: i64 = redis::cmd("HGET")
+        .arg(format!("{}skipped", pipeline.redis.prefix()))
+        .arg("missing_backer_id")
+        .query(&mut pipeline.redis.connection())
+        .unwrap();
+    assert_eq!(skipped, 1);
+    assert!(pipeline.redis.list("dead").is_empty());
+    pipeline.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_garbage_body_after_a_valid_signature_is_dead_lettered_with_a_reason() {
+    let mut pipeline = Pipeline::start().await;
+    let key = SigningKey::new(SIGNING_KEY);
+    // Signed, but no event: the receiver cannot tell, the worker can.
+    let json_body = signed_json(
+        &key,
+        now_seconds(),
+        &fresh_token(),
+        json!({"nothing": "here"}),
+    );
+    assert_eq!(pipeline.post("application/json", json_body).await, 200);
+    let form_body = signed_form(&key, now_seconds(), &fresh_token(), &[("garbage", "yes")]);
+    assert_eq!(
+        pipeline
+            .post("application/x-www-form-urlencoded", form_body)
+            .await,
+        200
+    );
+    pipeline.wait_drained().await;
+
+    let dead = pipeline.redis.list("dead");
+    assert_eq!(dead.len(), 2);
+    for entry in dead {
+        let letter: mailtrail_queue::DeadLetter = serde_json::from_str(&entry).unwrap();
+        assert!(
+            letter.reason.contains("names no event"),
+            "{}",
+            letter.reason
+        );
+        assert_eq!(letter.worker, "worker-1");
+        assert!(letter.envelope.contains("content_type"));
+    }
+    assert_eq!(event_count(&pipeline).await, 0);
+    pipeline.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_queued_while_the_worker_is_down_are_written_when_it_starts() {
+    let mut pipeline = Pipeline::start_receiver_only().await;
+    for i in 0..50 {
+        let message_id = format!("later-{i}@x");
+        let event = sample(SampleKind::Delivered, &message_id, 1_764_000_000.0);
+        assert_eq!(pipeline.post_sample(&event).await, 200);
+    }
+    assert_eq!(pipeline.redis.list("events").len(), 50);
+    pipeline.start_worker();
+    pipeline.wait_drained().await;
+    assert_eq!(event_count(&pipeline).await, 50);
+    pipeline.stop_worker().await;
+    // A clean stop leaves no lease and no registration behind.
+    assert!(pipeline.redis.list("processing:worker-1").is_empty());
+    let workers: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{}workers", pipeline.redis.prefix()))
+        .query(&mut pipeline.redis.connection())
+        .unwrap();
+    assert!(workers.is_empty());
+}
