@@ -1,0 +1,51 @@
+# mailtrail: what happened to every email you sent through Mailgun.
+# `just dev` starts everything and shows it working; `just test` runs every test.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+corpus := env_var_or_default("MAILTRAIL_CORPUS_DIR", "../shared/mailgun-corpus")
+
+# List the recipes.
+default:
+    @just --list
+
+# Start Postgres, Redis, receiver and worker, send signed samples, print the deliverability table.
+dev:
+    scripts/dev.sh
+
+# Stop the receiver and worker started by `just dev` (and throwaway Postgres/Redis under .dev/).
+stop:
+    -@[ -f .dev/receiver.pid ] && kill "$(cat .dev/receiver.pid)" 2>/dev/null; rm -f .dev/receiver.pid
+    -@[ -f .dev/worker.pid ] && kill "$(cat .dev/worker.pid)" 2>/dev/null; rm -f .dev/worker.pid
+    scripts/services.sh stop
+
+# Run every test against the real Postgres and Redis (started if needed).
+test:
+    scripts/services.sh ensure
+    MAILTRAIL_CORPUS_DIR="{{corpus}}" cargo test --workspace
+
+# Formatting and lints, as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Apply pending migrations to DATABASE_URL.
+migrate:
+    cargo run --quiet --bin mailtrail -- migrate
+
+# Envelopes waiting in the backlog (redis-cli).
+backlog prefix="mailtrail:":
+    redis-cli LLEN {{prefix}}events
+
+# The oldest waiting envelope, as queued (redis-cli).
+oldest prefix="mailtrail:":
+    redis-cli LRANGE {{prefix}}events -1 -1
+
+# Dead letters, newest first (redis-cli).
+dead prefix="mailtrail:" count="10":
+    redis-cli LRANGE {{prefix}}dead 0 {{count}}
+
+# Fuzz one parser (json_webhook, form_webhook, multipart_webhook) for a bounded time.
+fuzz target="json_webhook" seconds="60":
+    command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{target}} -- -max_total_time={{seconds}}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# `just dev`: bring everything up and show it working.
+#
+# 1. Postgres and Redis (scripts/services.sh ensure);
+# 2. a `mailtrail` database, migrated;
+# 3. mailtrail-receiver and mailtrail-worker in the background (logs and pids in .dev/);
+# 4. signed sample events through the receiver (`mailtrail send-sample`);
+# 5. the deliverability table once the worker has drained the backlog.
+# The services keep running; `just stop` stops them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/mailtrail}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/}"
+export MAILTRAIL_BIND="${MAILTRAIL_BIND:-127.0.0.1:8080}"
+export MAILTRAIL_REDIS_PREFIX="${MAILTRAIL_REDIS_PREFIX:-mailtrail:}"
+# A key for local samples only; production uses the Mailgun account's webhook signing key.
+export MAILTRAIL_SIGNING_KEYS="${MAILTRAIL_SIGNING_KEYS:-dev-signing-key}"
+export MAILTRAIL_RECEIVER_URL="http://$MAILTRAIL_BIND"
+export RUST_LOG="${RUST_LOG:-info}"
+DEV_DIR="$PWD/.dev"
+mkdir -p "$DEV_DIR/logs"
+
+scripts/services.sh ensure
+
+echo "--- building"
+cargo build --bins --quiet
+BIN="${CARGO_TARGET_DIR:-target}/debug"
+
+echo "--- database"
+if command -v psql >/dev/null 2>&1; then
+  admin_url="${DATABASE_URL%/*}/postgres"
+  if ! psql "$admin_url" -tAc "SELECT 1 FROM pg_database WHERE datname = '${DATABASE_URL##*/}'" | grep -q 1; then
+    psql "$admin_url" -qc "CREATE DATABASE \"${DATABASE_URL##*/}\""
+  fi
+fi
+"$BIN/mailtrail" migrate
+
+stop_pid() {
+  local file="$DEV_DIR/$1.pid"
+  if [ -f "$file" ] && kill -0 "$(cat "$file")" 2>/dev/null; then
+    kill "$(cat "$file")" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$(cat "$file")" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$file"
+}
+
+echo "--- starting mailtrail-receiver on $MAILTRAIL_BIND and mailtrail-worker"
+stop_pid receiver
+stop_pid worker
+"$BIN/mailtrail-receiver" >"$DEV_DIR/logs/receiver.log" 2>&1 &
+echo $! >"$DEV_DIR/receiver.pid"
+"$BIN/mailtrail-worker" >"$DEV_DIR/logs/worker.log" 2>&1 &
+echo $! >"$DEV_DIR/worker.pid"
+
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/${MAILTRAIL_BIND%:*}/${MAILTRAIL_BIND##*:}") 2>/dev/null; then break; fi
+  sleep 0.1
+done
+
+echo "--- sending signed sample events"
+"$BIN/mailtrail" send-sample --url "$MAILTRAIL_RECEIVER_URL"
+
+echo "--- waiting for the worker to drain the backlog"
+for _ in $(seq 1 100); do
+  if "$BIN/mailtrail" queue status --json | grep -q '"backlog": *0[,}]' \
+     && ! "$BIN/mailtrail" queue status --json | grep -q '"in_flight": *[1-9]'; then
+    break
+  fi
+  sleep 0.2
+done
+
+echo
+echo "=== deliverability, whole system"
+"$BIN/mailtrail" stats --all
+echo
+echo "=== project 7, by subject"
+"$BIN/mailtrail" stats --project 7 --by-subject
+echo
+echo "=== queue"
+"$BIN/mailtrail" queue status
+echo
+echo "receiver and worker keep running (logs in .dev/logs/); stop them with: just stop"
