@@ -5,10 +5,11 @@
 //! | `{prefix}events` | list | backlog: the receiver LPUSHes envelopes, workers take from the right |
 //! | `{prefix}processing:{worker}` | list | envelopes a worker has claimed and not yet acknowledged |
 //! | `{prefix}workers` | set | worker ids that may own a processing list |
-//! | `{prefix}worker:{worker}` | string, TTL | heartbeat lease; gone means the worker is dead |
+//! | `{prefix}worker:{worker}` | string, TTL | heartbeat lease `{renewed_ms}:{instance}`; gone means the worker is dead |
 //! | `{prefix}dead` | list | dead letters: JSON `{reason, dead_at_ms, worker, envelope}` |
 //! | `{prefix}token:{token}` | string, TTL | signature tokens already accepted (replay protection) |
 //! | `{prefix}skipped` | hash | reason → count of events skipped for lack of custom variables |
+//! | `{prefix}recovered:{sha1}` | string, TTL 72 h | times an envelope was recovered from a dead worker |
 //!
 //! Invariants: an envelope is, at every instant, in exactly one of `events`, some
 //! `processing:{worker}` or `dead` (briefly in two while a script moves it, never in none), and a
@@ -61,6 +62,11 @@ impl QueueKeys {
     /// The marker of an accepted signature token.
     pub fn token(&self, token: &str) -> String {
         format!("{}token:{token}", self.prefix)
+    }
+
+    /// The prefix of per-envelope recovery counters (`{prefix}recovered:{sha1 of envelope}`).
+    pub fn recovered_prefix(&self) -> String {
+        format!("{}recovered:", self.prefix)
     }
 
     /// The hash of skipped-event counts by reason.

@@ -9,10 +9,14 @@
 //! and the invariants the scripts keep.
 
 mod error;
+mod inspect;
 pub mod keys;
 mod queue;
 mod scripts;
 
 pub use error::QueueError;
 pub use keys::QueueKeys;
-pub use queue::{DeadLetter, PushOutcome, Queue, QueueSettings, Settlement, WorkerQueue, now_ms};
+pub use queue::{
+    DeadLetter, POISON_CAP, POISON_WINDOW, PushOutcome, Queue, QueueSettings, RedisDurability,
+    Requeued, Settlement, WorkerQueue, now_ms,
+};

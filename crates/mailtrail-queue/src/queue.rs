@@ -21,6 +21,42 @@ pub enum PushOutcome {
     BacklogFull,
 }
 
+/// An envelope recovered from this many dead workers is presumed to be what kills them.
+pub const POISON_CAP: u64 = 3;
+/// The window over which recoveries are counted.
+pub const POISON_WINDOW: Duration = Duration::from_secs(72 * 3600);
+
+/// What a requeue did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requeued {
+    /// The worker renewed its lease meanwhile; nothing was touched.
+    pub alive: bool,
+    /// Envelopes moved back onto the backlog.
+    pub moved: u64,
+    /// Envelopes dead-lettered as poison.
+    pub poisoned: u64,
+}
+
+/// Redis' durability settings, as far as `CONFIG GET` tells.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisDurability {
+    /// `maxmemory-policy`: anything but `noeviction` may silently drop queued envelopes.
+    pub maxmemory_policy: Option<String>,
+    /// `appendonly`: `no` loses everything since the last snapshot on a Redis restart.
+    pub appendonly: Option<String>,
+    /// `appendfsync`: `always` loses nothing acknowledged; `everysec` up to a second.
+    pub appendfsync: Option<String>,
+}
+
+impl RedisDurability {
+    /// True when Redis may evict keys, and so drop queued envelopes, under memory pressure.
+    pub fn may_evict(&self) -> bool {
+        self.maxmemory_policy
+            .as_deref()
+            .is_some_and(|policy| policy != "noeviction")
+    }
+}
+
 /// A dead letter: an envelope that can never be processed, with the reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -104,6 +140,34 @@ impl Queue {
         })
     }
 
+    /// Reads Redis' durability settings. Managed Redis services often disable `CONFIG`; then
+    /// every field is `None` and the caller cannot check.
+    pub async fn durability(&self) -> Result<RedisDurability, QueueError> {
+        let mut connection = self.connection.clone();
+        let mut setting = async |name: &str| -> Result<Option<String>, QueueError> {
+            let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut connection)
+                .await;
+            match reply {
+                Ok(pair) => Ok(pair.into_iter().nth(1)),
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+                {
+                    Ok(None)
+                }
+                Err(error) => Err(error.into()),
+            }
+        };
+        Ok(RedisDurability {
+            maxmemory_policy: setting("maxmemory-policy").await?,
+            appendonly: setting("appendonly").await?,
+            appendfsync: setting("appendfsync").await?,
+        })
+    }
+
     /// Pushes an envelope without a token (operators' replays, benchmarks, tests).
     pub async fn push_envelope(&self, envelope: &str) -> Result<(), QueueError> {
         let mut connection = self.connection.clone();
@@ -169,45 +233,70 @@ impl Queue {
         Ok(counts)
     }
 
-    /// Registers `worker` and renews its lease for `ttl`.
-    pub async fn heartbeat(&self, worker: &str, ttl: Duration) -> Result<(), QueueError> {
+    /// Takes or renews `worker`'s lease for `ttl` on behalf of `instance` (unique per process).
+    /// Returns false when another live process holds the lease.
+    pub async fn renew_lease(
+        &self,
+        worker: &str,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<bool, QueueError> {
         let mut connection = self.connection.clone();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        redis::pipe()
-            .atomic()
-            .sadd(self.keys.workers(), worker)
-            .ignore()
-            .cmd("SET")
-            .arg(self.keys.lease(worker))
+        let held: i64 = scripts::LEASE
+            .key(self.keys.lease(worker))
+            .key(self.keys.workers())
+            .arg(instance)
             .arg(now_ms())
-            .arg("PX")
             .arg(ttl_ms)
-            .ignore()
-            .query_async::<()>(&mut connection)
+            .arg(worker)
+            .invoke_async(&mut connection)
             .await?;
-        Ok(())
+        Ok(held == 1)
     }
 
-    /// Moves `worker`'s in-flight envelopes back onto the backlog (used at start, for the
-    /// worker's own leftovers, and on release). Returns how many moved.
-    pub async fn requeue_in_flight(&self, worker: &str) -> Result<u64, QueueError> {
+    /// Moves `worker`'s in-flight envelopes back onto the backlog. `after_crash` counts each
+    /// envelope's recovery (for poison detection); a clean stop does not.
+    pub async fn requeue_in_flight(
+        &self,
+        worker: &str,
+        after_crash: bool,
+    ) -> Result<Requeued, QueueError> {
+        self.requeue(worker, false, after_crash).await
+    }
+
+    async fn requeue(
+        &self,
+        worker: &str,
+        only_if_dead: bool,
+        after_crash: bool,
+    ) -> Result<Requeued, QueueError> {
         let mut connection = self.connection.clone();
-        let moved: i64 = scripts::REQUEUE
+        let (moved, poisoned): (i64, i64) = scripts::REQUEUE
             .key(self.keys.processing(worker))
             .key(self.keys.events())
             .key(self.keys.lease(worker))
             .key(self.keys.workers())
-            .arg("0")
+            .key(self.keys.dead())
+            .arg(if only_if_dead { "1" } else { "0" })
             .arg(worker)
+            .arg(if after_crash { "1" } else { "0" })
+            .arg(POISON_CAP)
+            .arg(POISON_WINDOW.as_secs())
+            .arg(self.keys.recovered_prefix())
             .invoke_async(&mut connection)
             .await?;
-        Ok(moved.max(0) as u64)
+        Ok(Requeued {
+            alive: moved < 0,
+            moved: moved.max(0) as u64,
+            poisoned: poisoned.max(0) as u64,
+        })
     }
 
-    /// Releases `worker` on a clean stop: requeues anything in flight, drops its lease and its
-    /// registration.
+    /// Releases `worker` on a clean stop: requeues anything in flight (without counting it as a
+    /// crash), drops its lease and its registration.
     pub async fn release(&self, worker: &str) -> Result<u64, QueueError> {
-        let moved = self.requeue_in_flight(worker).await?;
+        let requeued = self.requeue_in_flight(worker, false).await?;
         let mut connection = self.connection.clone();
         redis::pipe()
             .atomic()
@@ -217,27 +306,19 @@ impl Queue {
             .ignore()
             .query_async::<()>(&mut connection)
             .await?;
-        Ok(moved)
+        Ok(requeued.moved)
     }
 
     /// Finds registered workers whose lease has expired and moves their in-flight envelopes back
-    /// onto the backlog. Returns (worker, envelopes moved) for each one reaped.
-    pub async fn reap_dead_workers(&self) -> Result<Vec<(String, u64)>, QueueError> {
+    /// onto the backlog (dead-lettering poison). Returns (worker, what moved) per worker reaped.
+    pub async fn reap_dead_workers(&self) -> Result<Vec<(String, Requeued)>, QueueError> {
         let mut connection = self.connection.clone();
         let workers: Vec<String> = connection.smembers(self.keys.workers()).await?;
         let mut reaped = Vec::new();
         for worker in workers {
-            let moved: i64 = scripts::REQUEUE
-                .key(self.keys.processing(&worker))
-                .key(self.keys.events())
-                .key(self.keys.lease(&worker))
-                .key(self.keys.workers())
-                .arg("1")
-                .arg(&worker)
-                .invoke_async(&mut connection)
-                .await?;
-            if moved >= 0 {
-                reaped.push((worker, moved as u64));
+            let requeued = self.requeue(&worker, true, true).await?;
+            if !requeued.alive {
+                reaped.push((worker, requeued));
             }
         }
         Ok(reaped)
@@ -252,8 +333,12 @@ impl Queue {
         let mut rows = Vec::with_capacity(workers.len());
         for worker in workers {
             let len: u64 = connection.llen(self.keys.processing(&worker)).await?;
-            let renewed: Option<i64> = connection.get(self.keys.lease(&worker)).await?;
-            rows.push((worker, len, renewed.map(|at| now_ms() - at)));
+            let lease: Option<String> = connection.get(self.keys.lease(&worker)).await?;
+            let renewed_ms = lease
+                .as_deref()
+                .and_then(|value| value.split(':').next())
+                .and_then(|ms| ms.parse::<i64>().ok());
+            rows.push((worker, len, renewed_ms.map(|at| now_ms() - at)));
         }
         Ok(rows)
     }

@@ -64,24 +64,68 @@ return n
 });
 
 /// Moves a processing list back onto the backlog's consumer end, so its envelopes are taken
-/// next, in their original order. With ARGV[1] = '1' it does so only if the lease key is absent
-/// (the reaper's check, repeated inside the script so a worker that renewed its lease in the
-/// meantime keeps its list).
+/// next, in their original order; each is re-inserted before it is removed.
 ///
-/// KEYS: processing list, backlog, lease, workers set. ARGV: only-if-dead flag, worker id.
-/// Returns how many envelopes moved, or -1 when the worker turned out to be alive.
+/// KEYS: processing list, backlog, lease, workers set, dead list.
+/// ARGV: only-if-dead flag ('1': do nothing if the lease exists, the reaper's check repeated
+/// inside the script so a worker that renewed meanwhile keeps its list; then deregister),
+/// worker id, count-as-crash flag, poison cap, recovery window in seconds, recovery key prefix.
+///
+/// When the requeue follows a crash, each envelope's recovery counter (keyed by its SHA-1) is
+/// incremented; one recovered more than `cap` times within the window is the likely cause of the
+/// crashes (a poison message), so it is dead-lettered instead of being fed to the next worker.
+/// Returns {moved, poisoned}, or {-1, 0} when the worker turned out to be alive.
 pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if ARGV[1] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-local moved = 0
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return {-1, 0} end
+local moved, poisoned = 0, 0
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 while true do
-  local item = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  local item = redis.call('LINDEX', KEYS[1], 0)
   if not item then break end
-  moved = moved + 1
+  local dead = false
+  if ARGV[3] == '1' then
+    local counter = ARGV[6] .. redis.sha1hex(item)
+    local count = redis.call('INCR', counter)
+    if count == 1 then redis.call('EXPIRE', counter, ARGV[5]) end
+    if count > tonumber(ARGV[4]) then
+      redis.call('LPUSH', KEYS[5], cjson.encode({
+        reason = 'poison: in flight on ' .. count .. ' workers that died, within the recovery window',
+        dead_at_ms = now_ms, worker = ARGV[2], envelope = item}))
+      redis.call('DEL', counter)
+      dead = true
+      poisoned = poisoned + 1
+    end
+  end
+  if not dead then
+    redis.call('RPUSH', KEYS[2], item)
+    moved = moved + 1
+  end
+  redis.call('LPOP', KEYS[1])
 end
 if ARGV[1] == '1' then redis.call('SREM', KEYS[4], ARGV[2]) end
-return moved
+return {moved, poisoned}
+",
+    )
+});
+
+/// Takes a worker's lease if it is free (or already this instance's).
+///
+/// KEYS: lease, workers set. ARGV: instance id, now in ms, TTL in ms, worker id.
+/// The lease's value is `{renewed_ms}:{instance}`. Returns 1 when held (taken or renewed), 0 when
+/// another live instance holds it: two processes must never share a worker id, or each would
+/// requeue the other's in-flight envelopes.
+pub(crate) static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = redis.call('GET', KEYS[1])
+local suffix = ':' .. ARGV[1]
+if current and string.sub(current, -string.len(suffix)) ~= suffix then return 0 end
+redis.call('SET', KEYS[1], ARGV[2] .. suffix, 'PX', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
 ",
     )
 });

@@ -37,6 +37,9 @@ pub struct ReceiverEnv {
     /// `MAILTRAIL_HTTP_WORKERS`: actix worker threads; 0 = one per core.
     #[serde(default)]
     pub mailtrail_http_workers: usize,
+    /// `MAILTRAIL_REQUIRE_NOEVICTION`: refuse to start when Redis may evict keys.
+    #[serde(default)]
+    pub mailtrail_require_noeviction: bool,
 }
 
 fn default_redis_url() -> String {
@@ -91,6 +94,8 @@ pub struct ReceiverConfig {
     pub redis_timeout: Duration,
     /// actix worker threads (0 = one per core).
     pub http_workers: usize,
+    /// Refuse to start when Redis may evict keys.
+    pub require_noeviction: bool,
 }
 
 /// A configuration that cannot work, naming the variable at fault.
@@ -142,6 +147,7 @@ impl ReceiverConfig {
             body_limit_bytes: env.mailtrail_body_limit_bytes,
             redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
             http_workers: env.mailtrail_http_workers,
+            require_noeviction: env.mailtrail_require_noeviction,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod routes;
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -40,6 +41,41 @@ pub enum StartError {
     /// The Redis URL is unusable.
     #[error("cannot set up Redis: {0}")]
     Queue(#[from] mailtrail_queue::QueueError),
+    /// Redis may evict keys and MAILTRAIL_REQUIRE_NOEVICTION is set.
+    #[error(
+        "Redis maxmemory-policy is `{0}`, which may evict queued events; set it to noeviction or unset MAILTRAIL_REQUIRE_NOEVICTION"
+    )]
+    EvictingRedis(String),
+}
+
+/// Warns (or refuses, when configured) if Redis may evict queued envelopes. Redis being down at
+/// start is not fatal: the receiver answers 503 until it is back.
+async fn check_redis_durability(queue: &Queue, require_noeviction: bool) -> Result<(), StartError> {
+    let durability = match tokio::time::timeout(Duration::from_secs(2), queue.durability()).await {
+        Ok(Ok(durability)) => durability,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not read Redis settings; durability not checked");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!("Redis did not answer at start; webhooks get 503 until it does");
+            return Ok(());
+        }
+    };
+    if durability.may_evict() {
+        let policy = durability.maxmemory_policy.unwrap_or_default();
+        if require_noeviction {
+            return Err(StartError::EvictingRedis(policy));
+        }
+        tracing::warn!(
+            policy,
+            "Redis maxmemory-policy is not noeviction: queued events may be evicted under memory pressure"
+        );
+    }
+    if durability.appendonly.as_deref() == Some("no") {
+        tracing::warn!("Redis runs without AOF: queued events are lost if Redis restarts");
+    }
+    Ok(())
 }
 
 impl Application {
@@ -63,6 +99,7 @@ impl Application {
             response_timeout: config.redis_timeout,
         })
         .await?;
+        check_redis_durability(&queue, config.require_noeviction).await?;
         let state = web::Data::new(AppState {
             queue,
             signing_keys: config.signing_keys.clone(),

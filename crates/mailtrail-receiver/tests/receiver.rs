@@ -21,7 +21,10 @@ impl Receiver {
     async fn start(redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Self {
         let mut vars = vec![
             ("REDIS_URL".to_owned(), redis_url.to_owned()),
-            ("MAILTRAIL_SIGNING_KEYS".to_owned(), format!("old-key,{KEY}")),
+            (
+                "MAILTRAIL_SIGNING_KEYS".to_owned(),
+                format!("old-key,{KEY}"),
+            ),
             ("MAILTRAIL_BIND".to_owned(), "127.0.0.1:0".to_owned()),
             ("MAILTRAIL_REDIS_PREFIX".to_owned(), prefix.to_owned()),
             ("MAILTRAIL_HTTP_WORKERS".to_owned(), "1".to_owned()),
@@ -123,7 +126,11 @@ async fn a_legacy_form_webhook_is_verified_and_queued_as_received() {
         &SigningKey::new(KEY),
         now(),
         &token("form"),
-        &[("event", "delivered"), ("recipient", "a@example.com"), ("backer_id", "1")],
+        &[
+            ("event", "delivered"),
+            ("recipient", "a@example.com"),
+            ("backer_id", "1"),
+        ],
     );
     let response = receiver
         .post("application/x-www-form-urlencoded", body.clone())
@@ -177,8 +184,12 @@ async fn a_body_over_the_limit_gets_413() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_backlog_answers_503_with_retry_after() {
     let redis = TestRedis::new();
-    let receiver =
-        Receiver::start(redis.url(), redis.prefix(), &[("MAILTRAIL_BACKLOG_CAP", "2")]).await;
+    let receiver = Receiver::start(
+        redis.url(),
+        redis.prefix(),
+        &[("MAILTRAIL_BACKLOG_CAP", "2")],
+    )
+    .await;
     let key = SigningKey::new(KEY);
     for i in 0..2 {
         let body = signed_json(&key, now(), &token(&format!("cap{i}")), delivered());
@@ -216,4 +227,58 @@ async fn redis_down_means_503_within_a_bounded_time_and_not_ready() {
     );
     assert_eq!(receiver.get("/healthz").await, 200);
     assert_eq!(receiver.get("/readyz").await, 503);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_redis_restart_the_receiver_recovers_by_itself() {
+    let mut redis = mailtrail_testing::PrivateRedis::start();
+    let receiver = Receiver::start(&redis.url(), "mailtrail:", &[]).await;
+    let key = SigningKey::new(KEY);
+    let post = |seed: &str| signed_json(&key, now(), &token(seed), delivered());
+    assert_eq!(
+        receiver
+            .post("application/json", post("before"))
+            .await
+            .status(),
+        200
+    );
+
+    redis.stop();
+    let started = Instant::now();
+    assert_eq!(
+        receiver
+            .post("application/json", post("during"))
+            .await
+            .status(),
+        503
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = receiver
+            .post("application/json", post("after"))
+            .await
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "the receiver did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The event accepted before the restart survived it (AOF), and the one after is there too.
+    let queued: Vec<String> = redis::cmd("LRANGE")
+        .arg("mailtrail:events")
+        .arg(0)
+        .arg(-1)
+        .query(
+            &mut redis::Client::open(redis.url())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(queued.len(), 2);
 }

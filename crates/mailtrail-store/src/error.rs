@@ -15,29 +15,46 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True when retrying the same work later may succeed (connection lost, serialization
-    /// failure, deadlock, timeout); false when the data itself is at fault.
+    /// True when retrying the same work later may succeed (connection lost or refused, server
+    /// restarting, deadlock, timeout); false only when the data itself is at fault.
+    ///
+    /// Wrongly calling a data error transient stalls the queue (loudly, losing nothing); wrongly
+    /// calling an outage permanent would dead-letter good events. So only what is known to be
+    /// about the data is permanent.
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
             Self::Connection(_) | Self::Migration(_) => true,
             Self::Query(Error::DatabaseError(kind, info)) => match kind {
-                DatabaseErrorKind::SerializationFailure
-                | DatabaseErrorKind::ClosedConnection
-                | DatabaseErrorKind::ReadOnlyTransaction => true,
-                // Deadlocks (40P01), lock and statement timeouts (55P03, 57014), shutdowns and
-                // connection failures (57P0x, 08xxx) carry no kind of their own in diesel.
-                _ => {
+                DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::CheckViolation
+                | DatabaseErrorKind::RestrictViolation
+                | DatabaseErrorKind::ExclusionViolation => false,
+                // diesel-async names no kind for most SQLSTATEs; data exceptions (class 22) are
+                // recognised by their message.
+                DatabaseErrorKind::Unknown => {
                     let message = info.message();
-                    message.contains("deadlock")
-                        || message.contains("timeout")
-                        || message.contains("terminating connection")
-                        || message.contains("shutting down")
+                    ![
+                        "invalid input",
+                        "invalid byte sequence",
+                        "out of range",
+                        "value too long",
+                        "violates",
+                    ]
+                    .iter()
+                    .any(|pattern| message.contains(pattern))
                 }
+                // Connection lost (UnableToSendCommand, ClosedConnection), serialization
+                // failures, read-only replicas during a failover, and kinds added later.
+                _ => true,
             },
-            Self::Query(Error::DeserializationError(_) | Error::SerializationError(_)) => false,
-            Self::Query(Error::QueryBuilderError(_)) => false,
-            // Broken connections surface as other errors in diesel-async.
+            Self::Query(
+                Error::DeserializationError(_)
+                | Error::SerializationError(_)
+                | Error::QueryBuilderError(_),
+            ) => false,
             Self::Query(_) => true,
         }
     }

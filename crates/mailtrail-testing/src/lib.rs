@@ -4,6 +4,10 @@
 //!   test ends (`DROP DATABASE ... WITH (FORCE)`, so a connection a test left open cannot keep it).
 //! - [`TestRedis`] hands out a unique key prefix on the shared Redis and deletes its keys after.
 //!
+//! - [`ChaosProxy`] sits between a process and a server and can cut every connection, so a test
+//!   can take Postgres or Redis "down" without touching the shared servers.
+//! - [`PrivateRedis`] runs a `redis-server` of the test's own on a free port, to stop and restart.
+//!
 //! Both read the server addresses from `MAILTRAIL_TEST_DATABASE_URL` (an admin URL, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `MAILTRAIL_TEST_REDIS_URL` (default
 //! `redis://127.0.0.1:6379/`), so parallel tests and CI runs sharing the machine never collide.
@@ -12,6 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+mod chaos;
+mod private_redis;
+
+pub use chaos::ChaosProxy;
+pub use private_redis::{PrivateRedis, free_port};
 
 /// The admin URL of the Postgres server tests use.
 pub fn admin_database_url() -> String {

@@ -36,6 +36,12 @@ pub struct WorkerEnv {
     /// `MAILTRAIL_REDIS_TIMEOUT_MS`: longest wait on one Redis command.
     #[serde(default = "default_redis_timeout_ms")]
     pub mailtrail_redis_timeout_ms: u64,
+    /// `MAILTRAIL_BACKLOG_WARN`: log a warning while the backlog is longer than this.
+    #[serde(default = "default_backlog_warn")]
+    pub mailtrail_backlog_warn: u64,
+    /// `MAILTRAIL_REQUIRE_NOEVICTION`: refuse to start when Redis may evict keys.
+    #[serde(default)]
+    pub mailtrail_require_noeviction: bool,
 }
 
 fn default_redis_url() -> String {
@@ -62,6 +68,9 @@ fn default_statement_timeout_ms() -> u64 {
 fn default_redis_timeout_ms() -> u64 {
     2_000
 }
+fn default_backlog_warn() -> u64 {
+    100_000
+}
 
 /// The validated configuration.
 #[derive(Clone)]
@@ -86,6 +95,10 @@ pub struct WorkerConfig {
     pub statement_timeout: Duration,
     /// Redis command timeout.
     pub redis_timeout: Duration,
+    /// Backlog length that triggers a warning.
+    pub backlog_warn: u64,
+    /// Refuse to start when Redis may evict keys.
+    pub require_noeviction: bool,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -153,6 +166,8 @@ impl WorkerConfig {
             migrate: env.mailtrail_migrate,
             statement_timeout: Duration::from_millis(env.mailtrail_statement_timeout_ms.max(1)),
             redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
+            backlog_warn: env.mailtrail_backlog_warn,
+            require_noeviction: env.mailtrail_require_noeviction,
         })
     }
 }

@@ -21,4 +21,14 @@ pub enum WorkerError {
     /// Postgres or migrations failed at start.
     #[error("store: {0}")]
     Store(mailtrail_store::StoreError),
+    /// Another live process holds this worker id.
+    #[error(
+        "worker id `{0}` is held by another live worker; give each worker its own MAILTRAIL_WORKER_ID"
+    )]
+    WorkerIdInUse(String),
+    /// Redis may evict keys and MAILTRAIL_REQUIRE_NOEVICTION is set.
+    #[error(
+        "Redis maxmemory-policy is `{0}`, which may evict queued events; set it to noeviction or unset MAILTRAIL_REQUIRE_NOEVICTION"
+    )]
+    EvictingRedis(String),
 }

@@ -46,6 +46,20 @@ pub async fn run(
     )
     .await?;
     let worker = config.worker_id.as_str();
+    // Unique per process, so a second process started with the same worker id is told apart.
+    let instance = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or(0)
+    );
+
+    check_redis_durability(&queue, &config).await?;
+    if !acquire_lease(&queue, &config, &instance, &mut shutdown).await? {
+        return Ok(());
+    }
 
     let Some(mut store) = connect_store(&config, &mut shutdown).await else {
         return Ok(());
@@ -58,15 +72,17 @@ pub async fn run(
         }
     }
 
-    // Whatever a previous run of this worker id left in flight goes back to the backlog first.
+    // Whatever a previous run of this worker id left in flight goes back to the backlog first;
+    // that run died holding it, so it counts towards poison detection.
     let recovered = with_redis_retry(&mut shutdown, "recover in-flight envelopes", || {
-        queue.queue().requeue_in_flight(worker)
+        queue.queue().requeue_in_flight(worker, true)
     })
     .await;
-    if let Some(moved) = recovered.filter(|moved| *moved > 0) {
+    if let Some(requeued) = recovered.filter(|requeued| requeued.moved + requeued.poisoned > 0) {
         tracing::warn!(
             worker,
-            envelopes = moved,
+            envelopes = requeued.moved,
+            poisoned = requeued.poisoned,
             "requeued envelopes left in flight by a previous run"
         );
     }
@@ -83,8 +99,13 @@ pub async fn run(
 
     while !*shutdown.borrow() {
         if last_heartbeat.is_none_or(|at| at.elapsed() >= heartbeat_every) {
-            match queue.queue().heartbeat(worker, config.lease_ttl).await {
-                Ok(()) => last_heartbeat = Some(Instant::now()),
+            match queue
+                .queue()
+                .renew_lease(worker, &instance, config.lease_ttl)
+                .await
+            {
+                Ok(true) => last_heartbeat = Some(Instant::now()),
+                Ok(false) => return Err(WorkerError::WorkerIdInUse(worker.to_owned())),
                 Err(error) => {
                     redis_backoff.failed(&error, &mut shutdown).await;
                     continue;
@@ -93,18 +114,7 @@ pub async fn run(
         }
         if last_reap.elapsed() >= config.lease_ttl {
             last_reap = Instant::now();
-            match queue.queue().reap_dead_workers().await {
-                Ok(reaped) => {
-                    for (dead_worker, moved) in reaped {
-                        tracing::warn!(
-                            dead_worker,
-                            envelopes = moved,
-                            "reaped a dead worker's in-flight envelopes"
-                        );
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "reaping dead workers failed; will retry"),
-            }
+            reap_and_watch_backlog(&queue, &config).await;
         }
 
         let batch = match queue
@@ -123,8 +133,15 @@ pub async fn run(
         }
         let started = Instant::now();
         let mut sorted = sort_batch(batch);
-        let Some(counts) =
-            write_batch(&config, &mut store, &mut sorted, &queue, &mut shutdown).await
+        let Some(counts) = write_batch(
+            &config,
+            &mut store,
+            &mut sorted,
+            &queue,
+            &instance,
+            &mut shutdown,
+        )
+        .await
         else {
             // Shutting down during an outage: the batch stays in the processing list and is
             // requeued by `release` below.
@@ -156,6 +173,99 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Warns (or refuses, when configured) if Redis may evict queued envelopes.
+async fn check_redis_durability(
+    queue: &WorkerQueue,
+    config: &WorkerConfig,
+) -> Result<(), WorkerError> {
+    let durability = match queue.queue().durability().await {
+        Ok(durability) => durability,
+        Err(error) => {
+            tracing::warn!(%error, "could not read Redis settings; durability not checked");
+            return Ok(());
+        }
+    };
+    if durability.may_evict() {
+        let policy = durability.maxmemory_policy.unwrap_or_default();
+        if config.require_noeviction {
+            return Err(WorkerError::EvictingRedis(policy));
+        }
+        tracing::warn!(
+            policy,
+            "Redis maxmemory-policy is not noeviction: queued events may be evicted under memory pressure"
+        );
+    }
+    if durability.appendonly.as_deref() == Some("no") {
+        tracing::warn!("Redis runs without AOF: queued events are lost if Redis restarts");
+    }
+    Ok(())
+}
+
+/// Takes this worker id's lease. If a previous run with the same id died, its lease runs out
+/// within one TTL, so wait that long; a lease still renewed after that belongs to a live process.
+async fn acquire_lease(
+    queue: &WorkerQueue,
+    config: &WorkerConfig,
+    instance: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, WorkerError> {
+    let worker = config.worker_id.as_str();
+    let deadline = Instant::now() + config.lease_ttl + Duration::from_secs(1);
+    let mut announced = false;
+    loop {
+        match queue
+            .queue()
+            .renew_lease(worker, instance, config.lease_ttl)
+            .await
+        {
+            Ok(true) => return Ok(true),
+            Ok(false) if Instant::now() >= deadline => {
+                return Err(WorkerError::WorkerIdInUse(worker.to_owned()));
+            }
+            Ok(false) => {
+                if !announced {
+                    announced = true;
+                    tracing::warn!(
+                        worker,
+                        "worker id is leased; waiting for a dead predecessor's lease to run out"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot reach Redis to take the lease; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.changed() => return Ok(false),
+        }
+    }
+}
+
+/// Requeues dead workers' in-flight envelopes and warns while the backlog is long.
+async fn reap_and_watch_backlog(queue: &WorkerQueue, config: &WorkerConfig) {
+    match queue.queue().reap_dead_workers().await {
+        Ok(reaped) => {
+            for (dead_worker, requeued) in reaped {
+                tracing::warn!(
+                    dead_worker,
+                    envelopes = requeued.moved,
+                    poisoned = requeued.poisoned,
+                    "reaped a dead worker's in-flight envelopes"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "reaping dead workers failed; will retry"),
+    }
+    if let Ok(backlog) = queue.queue().backlog_len().await
+        && backlog > config.backlog_warn
+    {
+        tracing::warn!(
+            backlog,
+            warn_level = config.backlog_warn,
+            "the backlog is growing past its warning level"
+        );
+    }
 }
 
 /// A claimed batch, sorted by verdict.
@@ -196,11 +306,12 @@ async fn write_batch(
     store: &mut StoreConnection,
     batch: &mut SortedBatch,
     queue: &WorkerQueue,
+    instance: &str,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<UpsertCounts> {
     let rows: Vec<EventRow> = batch.rows.iter().map(|(row, _)| row.clone()).collect();
     let mut total = UpsertCounts::default();
-    match write_with_retry(config, store, &rows, queue, shutdown).await? {
+    match write_with_retry(config, store, &rows, queue, instance, shutdown).await? {
         Ok(counts) => {
             total = counts;
             let envelopes = batch.rows.drain(..).map(|(_, raw)| raw);
@@ -209,8 +320,15 @@ async fn write_batch(
         Err(error) => {
             tracing::warn!(%error, batch.size = rows.len(), "Postgres refused the batch; writing its rows one by one");
             for (row, raw) in batch.rows.drain(..) {
-                match write_with_retry(config, store, std::slice::from_ref(&row), queue, shutdown)
-                    .await?
+                match write_with_retry(
+                    config,
+                    store,
+                    std::slice::from_ref(&row),
+                    queue,
+                    instance,
+                    shutdown,
+                )
+                .await?
                 {
                     Ok(counts) => {
                         total.events_inserted += counts.events_inserted;
@@ -235,6 +353,7 @@ async fn write_with_retry(
     store: &mut StoreConnection,
     rows: &[EventRow],
     queue: &WorkerQueue,
+    instance: &str,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Result<UpsertCounts, StoreError>> {
     let mut backoff = Backoff::new("postgres");
@@ -261,7 +380,7 @@ async fn write_with_retry(
                 // Keep the lease alive while waiting: the batch is still ours.
                 let _ = queue
                     .queue()
-                    .heartbeat(queue.worker(), config.lease_ttl)
+                    .renew_lease(queue.worker(), instance, config.lease_ttl)
                     .await;
                 if !backoff.failed(&error, shutdown).await {
                     return None;

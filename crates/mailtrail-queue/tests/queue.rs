@@ -1,0 +1,272 @@
+//! The queue's scripts against a real Redis: atomic push, claim order, settle, requeue, reaping,
+//! poison detection, leases and dead-letter replay.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use std::time::Duration;
+
+use mailtrail_queue::{PushOutcome, Queue, QueueSettings, Settlement, WorkerQueue};
+use mailtrail_testing::TestRedis;
+
+fn settings(redis: &TestRedis) -> QueueSettings {
+    QueueSettings {
+        url: redis.url().to_owned(),
+        prefix: redis.prefix().to_owned(),
+        response_timeout: Duration::from_secs(2),
+    }
+}
+
+async fn worker(redis: &TestRedis, id: &str) -> WorkerQueue {
+    WorkerQueue::connect(&settings(redis), id, Duration::from_millis(100))
+        .await
+        .unwrap()
+}
+
+fn command(redis: &TestRedis, args: &[&str]) -> redis::Value {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query(&mut redis.connection()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_is_marked_only_together_with_its_push() {
+    let redis = TestRedis::new();
+    let queue = Queue::connect(&settings(&redis)).await.unwrap();
+    let ttl = Duration::from_secs(60);
+    assert_eq!(
+        queue.push_webhook("t1", ttl, "a", 2).await.unwrap(),
+        PushOutcome::Queued
+    );
+    assert_eq!(
+        queue.push_webhook("t1", ttl, "a-again", 2).await.unwrap(),
+        PushOutcome::DuplicateToken
+    );
+    assert_eq!(
+        queue.push_webhook("t2", ttl, "b", 2).await.unwrap(),
+        PushOutcome::Queued
+    );
+    // At the cap: refused, and the token stays unused so Mailgun's retry can succeed later.
+    assert_eq!(
+        queue.push_webhook("t3", ttl, "c", 2).await.unwrap(),
+        PushOutcome::BacklogFull
+    );
+    assert_eq!(redis.list("events"), ["b", "a"]);
+    let marked = command(&redis, &["EXISTS", &format!("{}token:t3", redis.prefix())]);
+    assert_eq!(marked, redis::Value::Int(0));
+    let ttl_left = command(&redis, &["TTL", &format!("{}token:t1", redis.prefix())]);
+    assert!(matches!(ttl_left, redis::Value::Int(left) if left > 0 && left <= 60));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_are_claimed_oldest_first_and_settled_after_the_write() {
+    let redis = TestRedis::new();
+    let worker = worker(&redis, "w1").await;
+    for item in ["1", "2", "3", "4", "5"] {
+        worker.queue().push_envelope(item).await.unwrap();
+    }
+    let batch = worker
+        .claim_batch(3, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(batch, ["1", "2", "3"]);
+    assert_eq!(redis.list("processing:w1"), ["3", "2", "1"]);
+    assert_eq!(redis.list("events"), ["5", "4"]);
+
+    worker
+        .settle(&Settlement {
+            done: vec!["1".into(), "3".into()],
+            dead: vec![("2".into(), "unreadable".into())],
+            skipped: vec![("missing_backer_id".into(), 1)],
+        })
+        .await
+        .unwrap();
+    assert!(redis.list("processing:w1").is_empty());
+    let dead = worker.queue().dead_letters(0, 10).await.unwrap();
+    let letter = dead[0].1.as_ref().unwrap();
+    assert_eq!(
+        (
+            letter.envelope.as_str(),
+            letter.reason.as_str(),
+            letter.worker.as_str()
+        ),
+        ("2", "unreadable", "w1")
+    );
+    assert_eq!(
+        worker.queue().skipped_counts().await.unwrap(),
+        [("missing_backer_id".to_owned(), 1)]
+    );
+
+    // An empty backlog: the blocking claim waits, then returns nothing.
+    let rest = worker
+        .claim_batch(10, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(rest, ["4", "5"]);
+    worker
+        .settle(&Settlement {
+            done: rest,
+            ..Settlement::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        worker
+            .claim_batch(10, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_workers_batch_goes_back_in_order_and_a_live_ones_stays() {
+    let redis = TestRedis::new();
+    let dead = worker(&redis, "dead").await;
+    let alive = worker(&redis, "alive").await;
+    for item in ["1", "2", "3", "4"] {
+        dead.queue().push_envelope(item).await.unwrap();
+    }
+    assert!(
+        dead.queue()
+            .renew_lease("dead", "i1", Duration::from_millis(200))
+            .await
+            .unwrap()
+    );
+    assert!(
+        alive
+            .queue()
+            .renew_lease("alive", "i2", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    dead.claim_batch(2, Duration::from_millis(100))
+        .await
+        .unwrap();
+    alive
+        .claim_batch(1, Duration::from_millis(100))
+        .await
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reaped = alive.queue().reap_dead_workers().await.unwrap();
+    assert_eq!(reaped.len(), 1);
+    assert_eq!((reaped[0].0.as_str(), reaped[0].1.moved), ("dead", 2));
+    // Back at the consumer end, oldest first: taken next, in the original order.
+    assert_eq!(redis.list("events"), ["4", "2", "1"]);
+    assert!(redis.list("processing:dead").is_empty());
+    assert_eq!(redis.list("processing:alive"), ["3"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_envelope_that_keeps_killing_workers_is_dead_lettered_as_poison() {
+    let redis = TestRedis::new();
+    let queue = Queue::connect(&settings(&redis)).await.unwrap();
+    queue.push_envelope("poison").await.unwrap();
+    queue.push_envelope("innocent").await.unwrap();
+    // Four workers in turn claim the poison envelope and die holding it.
+    for round in 1..=4 {
+        let id = format!("victim-{round}");
+        let worker = worker(&redis, &id).await;
+        assert!(
+            worker
+                .queue()
+                .renew_lease(&id, "i", Duration::from_millis(100))
+                .await
+                .unwrap()
+        );
+        let claimed = worker
+            .claim_batch(1, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!(claimed, ["poison"], "round {round}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let reaped = queue.reap_dead_workers().await.unwrap();
+        let requeued = reaped[0].1;
+        if round <= 3 {
+            assert_eq!((requeued.moved, requeued.poisoned), (1, 0), "round {round}");
+        } else {
+            assert_eq!((requeued.moved, requeued.poisoned), (0, 1));
+        }
+    }
+    assert_eq!(
+        redis.list("events"),
+        ["innocent"],
+        "the rest of the queue flows"
+    );
+    let dead = queue.dead_letters(0, 10).await.unwrap();
+    let letter = dead[0].1.as_ref().unwrap();
+    assert_eq!(letter.envelope, "poison");
+    assert!(letter.reason.starts_with("poison"), "{}", letter.reason);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_release_requeues_without_counting_a_crash() {
+    let redis = TestRedis::new();
+    let worker = worker(&redis, "w1").await;
+    worker.queue().push_envelope("x").await.unwrap();
+    for _ in 0..5 {
+        assert!(
+            worker
+                .queue()
+                .renew_lease("w1", "i", Duration::from_secs(30))
+                .await
+                .unwrap()
+        );
+        worker
+            .claim_batch(1, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!(worker.queue().release("w1").await.unwrap(), 1);
+    }
+    assert_eq!(redis.list("events"), ["x"]);
+    assert!(redis.list("dead").is_empty());
+    let workers = command(&redis, &["SCARD", &format!("{}workers", redis.prefix())]);
+    assert_eq!(workers, redis::Value::Int(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_belongs_to_one_process_at_a_time() {
+    let redis = TestRedis::new();
+    let queue = Queue::connect(&settings(&redis)).await.unwrap();
+    let ttl = Duration::from_millis(300);
+    assert!(queue.renew_lease("w", "first", ttl).await.unwrap());
+    assert!(queue.renew_lease("w", "first", ttl).await.unwrap());
+    assert!(!queue.renew_lease("w", "second", ttl).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        queue.renew_lease("w", "second", ttl).await.unwrap(),
+        "an expired lease is free"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_dead_letters_moves_each_back_once() {
+    let redis = TestRedis::new();
+    let worker = worker(&redis, "w1").await;
+    worker.queue().push_envelope("bad").await.unwrap();
+    let claimed = worker
+        .claim_batch(1, Duration::from_millis(100))
+        .await
+        .unwrap();
+    worker
+        .settle(&Settlement {
+            dead: vec![(claimed[0].clone(), "reason".into())],
+            ..Settlement::default()
+        })
+        .await
+        .unwrap();
+    let letters: Vec<_> = worker
+        .queue()
+        .dead_letters(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(raw, letter)| (raw, letter.unwrap()))
+        .collect();
+    assert_eq!(worker.queue().replay_dead(&letters).await.unwrap(), 1);
+    assert_eq!(worker.queue().replay_dead(&letters).await.unwrap(), 0);
+    assert_eq!(redis.list("events"), ["bad"]);
+    assert!(redis.list("dead").is_empty());
+}

@@ -1,0 +1,299 @@
+//! Fault tests with the real `mailtrail-worker` binary, real Postgres and real Redis: kill -9 at
+//! any moment, several workers with one killed, Postgres cut off, Redis restarted. After each,
+//! every event is in Postgres exactly once.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_seed};
+use mailtrail_core::{Envelope, SigningKey};
+use mailtrail_store::schema::{email_events, sent_emails};
+use mailtrail_testing::{ChaosProxy, PrivateRedis, TestDatabase, TestRedis};
+
+/// Two events (delivered, opened) per message, as envelopes ready to LPUSH.
+fn envelopes(run: &str, messages: usize) -> Vec<String> {
+    let key = SigningKey::new("fault-key");
+    let mut envelopes = Vec::with_capacity(messages * 2);
+    for i in 0..messages {
+        let message_id = format!("{run}-{i}@mg.example.com");
+        for (kind, at) in [(SampleKind::Delivered, 0.0), (SampleKind::Opened, 60.0)] {
+            let sample = SampleEvent {
+                kind,
+                message_id: &message_id,
+                recipient: "backer@example.com",
+                timestamp: 1_764_000_000.0 + i as f64 + at,
+                backer_id: Some((i % 50) as i64),
+                project_id: Some((i % 7) as i64),
+                subject: "Fault test",
+            };
+            let token = token_from_seed(&format!("{run}-{i}-{kind:?}"));
+            let body = signed_json(&key, 1_764_000_000, &token, sample.event_data());
+            envelopes.push(Envelope::new(1_764_000_000_000, "application/json", &body).to_json());
+        }
+    }
+    envelopes
+}
+
+fn push_all(redis_url: &str, prefix: &str, envelopes: &[String]) {
+    let mut connection = redis::Client::open(redis_url)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for chunk in envelopes.chunks(1000) {
+        redis::cmd("LPUSH")
+            .arg(format!("{prefix}events"))
+            .arg(chunk)
+            .query::<i64>(&mut connection)
+            .unwrap();
+    }
+}
+
+struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    fn start(database_url: &str, redis_url: &str, prefix: &str, id: &str) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_mailtrail-worker"))
+            .env("DATABASE_URL", database_url)
+            .env("REDIS_URL", redis_url)
+            .env("MAILTRAIL_REDIS_PREFIX", prefix)
+            .env("MAILTRAIL_WORKER_ID", id)
+            .env("MAILTRAIL_BATCH_SIZE", "200")
+            .env("MAILTRAIL_CLAIM_BLOCK_MS", "100")
+            .env("MAILTRAIL_LEASE_TTL_SECS", "3")
+            .env("MAILTRAIL_MIGRATE", "false")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn stored_events(database: &TestDatabase) -> i64 {
+    let mut connection = database.connect().await;
+    email_events::table
+        .count()
+        .get_result(&mut connection)
+        .await
+        .unwrap()
+}
+
+async fn wait_for_events(database: &TestDatabase, at_least: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored_events(database).await < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "no progress towards {at_least} events"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the backlog and every processing list under the prefix are empty.
+async fn wait_drained(redis_url: &str, prefix: &str) {
+    let mut connection = redis::Client::open(redis_url)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let backlog: i64 = redis::cmd("LLEN")
+            .arg(format!("{prefix}events"))
+            .query(&mut connection)
+            .unwrap_or(-1);
+        let in_flight: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}processing:*"))
+            .query(&mut connection)
+            .unwrap_or_default();
+        if backlog == 0 && in_flight.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not drained: backlog {backlog}, in flight {in_flight:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every message is one delivered row with exactly one open and two events.
+async fn assert_exactly_once(database: &TestDatabase, messages: i64) {
+    let mut connection = database.connect().await;
+    assert_eq!(stored_events(database).await, 2 * messages);
+    let (rows, opens, events): (i64, i64, i64) = sent_emails::table
+        .select((
+            diesel::dsl::count_star(),
+            sql::<BigInt>("coalesce(sum(opened_count), 0)::bigint"),
+            sql::<BigInt>("coalesce(sum(event_count), 0)::bigint"),
+        ))
+        .first(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(rows, messages);
+    assert_eq!(opens, messages, "an open was counted twice or lost");
+    assert_eq!(events, 2 * messages);
+    let not_delivered: i64 = sent_emails::table
+        .filter(sent_emails::status.ne("delivered"))
+        .count()
+        .get_result(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(not_delivered, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice() {
+    let database = TestDatabase::create().await;
+    let redis = TestRedis::new();
+    let messages = 4_000;
+    push_all(redis.url(), redis.prefix(), &envelopes("kill", messages));
+
+    // Kill it twice at different points, then let a third run finish.
+    for progress in [1, messages as i64] {
+        let worker = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "w1");
+        wait_for_events(&database, progress).await;
+        worker.kill_9();
+    }
+    assert!(
+        stored_events(&database).await < 2 * messages as i64,
+        "killed too late to mean anything"
+    );
+    let worker = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "w1");
+    wait_drained(redis.url(), redis.prefix()).await;
+    assert_exactly_once(&database, messages as i64).await;
+    assert!(
+        worker.terminate().success(),
+        "SIGTERM must end the worker with status 0"
+    );
+    assert!(redis.list("dead").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_workers_share_a_backlog_and_a_killed_ones_batch_is_reaped() {
+    let database = TestDatabase::create().await;
+    let redis = TestRedis::new();
+    let messages = 4_000;
+    push_all(redis.url(), redis.prefix(), &envelopes("three", messages));
+
+    let w1 = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "w1");
+    let w2 = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "w2");
+    let w3 = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "w3");
+    wait_for_events(&database, 400).await;
+    w2.kill_9();
+    // w2 is never restarted: only the others' reapers can recover what it held, once its
+    // 3-second lease has run out.
+    wait_drained(redis.url(), redis.prefix()).await;
+    assert_exactly_once(&database, messages as i64).await;
+    assert!(redis.list("dead").is_empty());
+    assert!(w1.terminate().success());
+    assert!(w3.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_outage_is_waited_out_and_nothing_is_lost() {
+    let database = TestDatabase::create().await;
+    let redis = TestRedis::new();
+    let messages = 3_000;
+    push_all(redis.url(), redis.prefix(), &envelopes("pg", messages));
+
+    let proxy = ChaosProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let proxied_url = database
+        .url()
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()));
+    assert_ne!(
+        proxied_url,
+        database.url(),
+        "the test database must be on 127.0.0.1:5432"
+    );
+    let worker = WorkerProcess::start(&proxied_url, redis.url(), redis.prefix(), "w1");
+    wait_for_events(&database, 1).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during_outage = stored_events(&database).await;
+    assert!(
+        during_outage < 2 * messages as i64,
+        "the outage came too late to mean anything"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        stored_events(&database).await,
+        during_outage,
+        "writes went through a cut proxy"
+    );
+    proxy.restore();
+    wait_drained(redis.url(), redis.prefix()).await;
+    assert_exactly_once(&database, messages as i64).await;
+    assert!(
+        redis.list("dead").is_empty(),
+        "an outage must not dead-letter good events"
+    );
+    assert!(worker.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_reconnects_after_a_redis_restart() {
+    let database = TestDatabase::create().await;
+    let mut redis = PrivateRedis::start();
+    let prefix = "mailtrail:";
+    let messages = 3_000;
+    push_all(&redis.url(), prefix, &envelopes("redis", messages));
+
+    let worker = WorkerProcess::start(database.url(), &redis.url(), prefix, "w1");
+    wait_for_events(&database, 1).await;
+    redis.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.restart();
+    wait_drained(&redis.url(), prefix).await;
+    assert_exactly_once(&database, messages as i64).await;
+    assert!(worker.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_process_with_a_live_workers_id_is_refused() {
+    let database = TestDatabase::create().await;
+    let redis = TestRedis::new();
+    let first = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "same-id");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut second = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "same-id");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the second worker kept running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    assert!(first.terminate().success());
+}
