@@ -42,6 +42,8 @@ impl StoreError {
                         "out of range",
                         "value too long",
                         "violates",
+                        // 54000: an index entry over btree's size limit.
+                        "exceeds",
                     ]
                     .iter()
                     .any(|pattern| message.contains(pattern))

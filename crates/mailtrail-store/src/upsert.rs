@@ -95,7 +95,9 @@ impl EventRow {
             event_id: optional(&event.event_id),
             backer_id,
             project_id,
-            subject: optional(&subject),
+            subject: subject
+                .as_deref()
+                .map(|subject| text_for_postgres(truncate(subject, MAX_SUBJECT_BYTES))),
             status: claim.as_ref().map(|claim| claim.status.as_str().to_owned()),
             status_tier: claim.as_ref().map(|claim| claim.status.tier()),
             status_explicit: claim.as_ref().map(|claim| claim.explicit),
@@ -107,6 +109,22 @@ impl EventRow {
             url: optional(&event.url),
         }
     }
+}
+
+/// Subjects are indexed (`project_id, subject`), and a btree entry must stay under ~2.7 kB; RFC
+/// 5322 limits a header line to 998 bytes anyway.
+const MAX_SUBJECT_BYTES: usize = 998;
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Postgres text cannot hold NUL; Mailgun JSON can (`\u0000`). Replacing it keeps the event

@@ -9,6 +9,9 @@ use mailtrail_core::event_key::event_key;
 use mailtrail_core::mailgun::{WebhookFormat, parse_event};
 use mailtrail_store::EventRow;
 
+/// The longest message id or recipient accepted.
+const MAX_KEY_BYTES: usize = 1000;
+
 /// The verdict on one envelope.
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
@@ -44,6 +47,13 @@ pub fn classify(raw: &str) -> Verdict {
     let Some(recipient) = event.recipient.clone() else {
         return Verdict::Skip("missing_recipient");
     };
+    // Both are keys of a btree index, whose entries must stay under ~2.7 kB; real ones are far
+    // shorter (RFC 5321 caps an address at 254 bytes), so a longer one is not Mailgun's.
+    if message_id.as_str().len() > MAX_KEY_BYTES || recipient.len() > MAX_KEY_BYTES {
+        return Verdict::Dead(format!(
+            "message id or recipient longer than {MAX_KEY_BYTES} bytes"
+        ));
+    }
     let backer_id = match event.variables.integer("backer_id") {
         Ok(Some(id)) => id,
         Ok(None) => return Verdict::Skip("missing_backer_id"),

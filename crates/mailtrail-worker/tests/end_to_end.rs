@@ -262,3 +262,34 @@ async fn events_queued_while_the_worker_is_down_are_written_when_it_starts() {
         .unwrap();
     assert!(workers.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_with_one_row_postgres_refuses_is_split_and_only_that_row_is_dead_lettered() {
+    let mut pipeline = Pipeline::start_receiver_only().await;
+    // Make Postgres refuse one recipient, as it would refuse data it cannot store.
+    let mut connection = pipeline.database.connect().await;
+    diesel::sql_query(
+        "ALTER TABLE email_events ADD CONSTRAINT refuse_one CHECK (recipient <> 'refused@example.com')",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    for i in 0..20 {
+        let message_id = format!("split-{i}@x");
+        let mut event = sample(SampleKind::Delivered, &message_id, 1_764_000_000.0);
+        if i == 7 {
+            event.recipient = "refused@example.com";
+        }
+        assert_eq!(pipeline.post_sample(&event).await, 200);
+    }
+    // All 20 are queued before the worker starts, so they arrive as one batch.
+    pipeline.start_worker();
+    pipeline.wait_drained().await;
+    assert_eq!(event_count(&pipeline).await, 19);
+    let dead = pipeline.redis.list("dead");
+    assert_eq!(dead.len(), 1);
+    let letter: mailtrail_queue::DeadLetter = serde_json::from_str(&dead[0]).unwrap();
+    assert!(letter.reason.contains("refuse_one"), "{}", letter.reason);
+    assert!(letter.envelope.contains("split-7@x"));
+    pipeline.stop_worker().await;
+}
