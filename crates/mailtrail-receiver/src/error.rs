@@ -16,6 +16,8 @@ use mailtrail_core::SignatureError;
 use mailtrail_core::mailgun::ParseError;
 use mailtrail_queue::QueueError;
 
+use crate::metrics::Outcome;
+
 /// Why a webhook was not queued.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -46,6 +48,26 @@ impl ResponseError for WebhookError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let outcome = match self {
+            Self::Unprocessable(_) | Self::Refused(SignatureError::Malformed) => {
+                Outcome::unprocessable
+            }
+            Self::Refused(SignatureError::Stale { .. }) => Outcome::stale,
+            Self::Refused(_) => Outcome::unprocessable,
+            Self::BadSignature => Outcome::bad_signature,
+            Self::BacklogFull => Outcome::backlog_full,
+            Self::QueueUnavailable(_) => Outcome::queue_unavailable,
+        };
+        // Logged once, here, where the error becomes a response; never with the body or token.
+        match self {
+            Self::BadSignature | Self::Refused(SignatureError::Stale { .. }) => {
+                tracing::warn!(error = %self, "webhook refused")
+            }
+            Self::QueueUnavailable(_) | Self::BacklogFull => {
+                tracing::warn!(error = %self, "webhook not queued; Mailgun will retry")
+            }
+            _ => tracing::info!(error = %self, "webhook refused"),
+        }
         let mut response = HttpResponse::build(self.status_code());
         if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((RETRY_AFTER, HeaderValue::from_static("60")));
@@ -59,6 +81,8 @@ impl ResponseError for WebhookError {
             Self::BacklogFull => "backlog full, retry later",
             Self::QueueUnavailable(_) => "queue unavailable, retry later",
         };
-        response.body(reason)
+        let mut response = response.body(reason);
+        response.extensions_mut().insert(outcome);
+        response
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod routes;
 
 use std::net::TcpListener;
@@ -107,15 +108,21 @@ impl Application {
                 .unwrap_or(i64::MAX),
             token_ttl: config.token_ttl,
             backlog_cap: config.backlog_cap,
+            metrics: std::sync::Arc::new(metrics::ReceiverMetrics::new()),
         });
         let body_limit = config.body_limit_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
-                .route("/webhooks/mailgun", web::post().to(routes::receive_webhook))
+                .service(
+                    web::resource("/webhooks/mailgun")
+                        .wrap(actix_web::middleware::from_fn(metrics::observe_webhook))
+                        .route(web::post().to(routes::receive_webhook)),
+                )
                 .route("/healthz", web::get().to(routes::healthz))
                 .route("/readyz", web::get().to(routes::readyz))
+                .route("/metrics", web::get().to(routes::metrics))
         })
         .listen(listener)
         .map_err(|source| StartError::Bind {

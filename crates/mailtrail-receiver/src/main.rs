@@ -2,15 +2,12 @@
 
 use anyhow::Context;
 use mailtrail_receiver::{Application, ReceiverConfig};
-use tracing_subscriber::EnvFilter;
+use mailtrail_telemetry::LogEnv;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let logging: LogEnv = envy::from_env().context("invalid MAILTRAIL_LOG_FORMAT")?;
+    mailtrail_telemetry::init_logging(logging.mailtrail_log_format);
     let config = ReceiverConfig::from_env().context("invalid configuration")?;
     let application = Application::build(config.clone())
         .await

@@ -13,6 +13,7 @@ use mailtrail_core::{Envelope, SignatureError, SigningKeys};
 use mailtrail_queue::{PushOutcome, Queue, now_ms};
 
 use crate::error::WebhookError;
+use crate::metrics::{Outcome, ReceiverMetrics};
 
 /// What every request handler shares.
 pub struct AppState {
@@ -26,6 +27,8 @@ pub struct AppState {
     pub token_ttl: Duration,
     /// Backlog cap (0 = none).
     pub backlog_cap: u64,
+    /// Prometheus metrics.
+    pub metrics: std::sync::Arc<ReceiverMetrics>,
 }
 
 /// `POST /webhooks/mailgun`: verify, queue, answer.
@@ -58,7 +61,8 @@ pub async fn receive_webhook(
         },
     };
     let envelope = Envelope::new(now_ms, content_type, &body).to_json();
-    let outcome = state
+    let pushed_at = std::time::Instant::now();
+    let pushed = state
         .queue
         .push_webhook(
             &signature.token,
@@ -66,21 +70,25 @@ pub async fn receive_webhook(
             &envelope,
             state.backlog_cap,
         )
-        .await?;
-    match outcome {
+        .await;
+    state.metrics.observe_push(pushed_at.elapsed());
+    let (outcome, text) = match pushed? {
         PushOutcome::Queued => {
             tracing::debug!(key_index, body_bytes = body.len(), "webhook queued");
-            Ok(HttpResponse::Ok().body("queued"))
+            (Outcome::queued, "queued")
         }
         PushOutcome::DuplicateToken => {
             tracing::debug!(
                 key_index,
                 "webhook token already used; answered 200, nothing queued"
             );
-            Ok(HttpResponse::Ok().body("duplicate"))
+            (Outcome::duplicate, "duplicate")
         }
-        PushOutcome::BacklogFull => Err(WebhookError::BacklogFull),
-    }
+        PushOutcome::BacklogFull => return Err(WebhookError::BacklogFull),
+    };
+    let mut response = HttpResponse::Ok().body(text);
+    response.extensions_mut().insert(outcome);
+    Ok(response)
 }
 
 fn refusal(error: SignatureError) -> WebhookError {
@@ -93,6 +101,17 @@ fn refusal(error: SignatureError) -> WebhookError {
 /// `GET /healthz`: the process answers.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().body("ok")
+}
+
+/// `GET /metrics`: Prometheus metrics, with the backlog read now.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    match state.queue.backlog_len().await {
+        Ok(backlog) => state.metrics.set_backlog(backlog),
+        Err(error) => tracing::debug!(%error, "backlog not read for /metrics"),
+    }
+    HttpResponse::Ok()
+        .content_type(mailtrail_telemetry::METRICS_CONTENT_TYPE)
+        .body(state.metrics.render())
 }
 
 /// `GET /readyz`: Redis answers, so webhooks can be queued.

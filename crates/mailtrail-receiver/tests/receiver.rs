@@ -282,3 +282,85 @@ async fn after_a_redis_restart_the_receiver_recovers_by_itself() {
         .unwrap();
     assert_eq!(queued.len(), 2);
 }
+
+/// The value of one sample line of the metrics text, e.g. `name{labels} 3`.
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_each_outcome_and_every_webhook_gets_a_request_id() {
+    let redis = TestRedis::new();
+    let receiver = Receiver::start(redis.url(), redis.prefix(), &[]).await;
+    let key = SigningKey::new(KEY);
+    let reused = token("reused");
+    for i in 0..3 {
+        let body = signed_json(&key, now(), &token(&format!("m{i}")), delivered());
+        let response = receiver.post("application/json", body).await;
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().contains_key("x-request-id"));
+    }
+    for _ in 0..2 {
+        let body = signed_json(&key, now(), &reused, delivered());
+        assert_eq!(receiver.post("application/json", body).await.status(), 200);
+    }
+    let forged = signed_json(&SigningKey::new("wrong"), now(), &token("f"), delivered());
+    assert_eq!(
+        receiver.post("application/json", forged).await.status(),
+        401
+    );
+    assert_eq!(
+        receiver.post("text/plain", b"x".to_vec()).await.status(),
+        406
+    );
+
+    let text = receiver
+        .client
+        .get(format!("{}/metrics", receiver.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let requests = "mailtrail_receiver_requests_total";
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{requests}{{outcome=\"queued\",status=\"200\"}}")
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{requests}{{outcome=\"duplicate\",status=\"200\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{requests}{{outcome=\"bad_signature\",status=\"401\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{requests}{{outcome=\"unprocessable\",status=\"406\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "mailtrail_receiver_request_duration_seconds_count"),
+        7.0
+    );
+    assert_eq!(
+        metric(&text, "mailtrail_receiver_push_duration_seconds_count"),
+        5.0
+    );
+    assert_eq!(metric(&text, "mailtrail_receiver_backlog"), 4.0);
+}

@@ -42,6 +42,9 @@ pub struct WorkerEnv {
     /// `MAILTRAIL_REQUIRE_NOEVICTION`: refuse to start when Redis may evict keys.
     #[serde(default)]
     pub mailtrail_require_noeviction: bool,
+    /// `MAILTRAIL_METRICS_BIND`: where `/metrics` listens; empty disables it.
+    #[serde(default = "default_metrics_bind")]
+    pub mailtrail_metrics_bind: String,
 }
 
 fn default_redis_url() -> String {
@@ -67,6 +70,9 @@ fn default_statement_timeout_ms() -> u64 {
 }
 fn default_redis_timeout_ms() -> u64 {
     2_000
+}
+fn default_metrics_bind() -> String {
+    "127.0.0.1:9187".to_owned()
 }
 fn default_backlog_warn() -> u64 {
     100_000
@@ -99,6 +105,8 @@ pub struct WorkerConfig {
     pub backlog_warn: u64,
     /// Refuse to start when Redis may evict keys.
     pub require_noeviction: bool,
+    /// Where `/metrics` listens, if anywhere.
+    pub metrics_bind: Option<String>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -168,6 +176,8 @@ impl WorkerConfig {
             redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
             backlog_warn: env.mailtrail_backlog_warn,
             require_noeviction: env.mailtrail_require_noeviction,
+            metrics_bind: Some(env.mailtrail_metrics_bind.trim().to_owned())
+                .filter(|bind| !bind.is_empty()),
         })
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod metrics;
 pub mod worker;
 
 pub use config::{ConfigError, WorkerConfig};

@@ -1,17 +1,14 @@
 //! `mailtrail-worker`: reads the environment, sets up logging, runs until SIGTERM or SIGINT.
 
 use anyhow::Context;
+use mailtrail_telemetry::LogEnv;
 use mailtrail_worker::WorkerConfig;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let logging: LogEnv = envy::from_env().context("invalid MAILTRAIL_LOG_FORMAT")?;
+    mailtrail_telemetry::init_logging(logging.mailtrail_log_format);
     let config = WorkerConfig::from_env().context("invalid configuration")?;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;

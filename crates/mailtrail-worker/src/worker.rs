@@ -24,6 +24,8 @@ use tokio::sync::watch;
 use crate::WorkerError;
 use crate::classify::{Verdict, classify};
 use crate::config::WorkerConfig;
+use crate::metrics::{self, BatchReport, WorkerMetrics};
+use std::sync::Arc;
 
 /// Backoff bounds for retrying Postgres or Redis.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -57,6 +59,14 @@ pub async fn run(
     );
 
     check_redis_durability(&queue, &config).await?;
+    let metrics = Arc::new(WorkerMetrics::new());
+    if let Some(bind) = &config.metrics_bind {
+        // Metrics are not worth stopping the data path for: without them, warn and go on.
+        match metrics::spawn_listener(bind, Arc::clone(&metrics), queue.queue().clone()) {
+            Ok(()) => tracing::info!(bind, "serving /metrics"),
+            Err(error) => tracing::warn!(bind, %error, "cannot serve /metrics; running without"),
+        }
+    }
     if !acquire_lease(&queue, &config, &instance, &mut shutdown).await? {
         return Ok(());
     }
@@ -132,6 +142,7 @@ pub async fn run(
             continue;
         }
         let started = Instant::now();
+        metrics.batch_claimed(batch.len());
         let mut sorted = sort_batch(batch);
         let Some(counts) = write_batch(
             &config,
@@ -164,6 +175,15 @@ pub async fn run(
         for (_, reason) in &settlement.dead {
             tracing::warn!(reason, "dead-lettered an envelope");
         }
+        let skipped: u64 = settlement.skipped.iter().map(|(_, count)| count).sum();
+        metrics.batch_settled(&BatchReport {
+            stored: (settlement.done.len() as u64).saturating_sub(skipped),
+            skipped: &settlement.skipped,
+            dead: settlement.dead.len() as u64,
+            events_inserted: counts.events_inserted.max(0) as u64,
+            rows_upserted: counts.rows_upserted.max(0) as u64,
+            duration: started.elapsed(),
+        });
     }
 
     match queue.queue().release(worker).await {

@@ -293,3 +293,68 @@ async fn a_batch_with_one_row_postgres_refuses_is_split_and_only_that_row_is_dea
     assert!(letter.envelope.contains("split-7@x"));
     pipeline.stop_worker().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_metrics_count_stored_skipped_and_dead_events() {
+    let pipeline = Pipeline::start_receiver_only().await;
+    let mut config = pipeline::worker_config(&pipeline.database, &pipeline.redis, "worker-1");
+    let port = mailtrail_testing::free_port();
+    config.metrics_bind = Some(format!("127.0.0.1:{port}"));
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(mailtrail_worker::run(config, shutdown));
+
+    for i in 0..3 {
+        let message_id = format!("metrics-{i}@x");
+        let event = sample(SampleKind::Delivered, &message_id, 1_764_000_000.0);
+        assert_eq!(pipeline.post_sample(&event).await, 200);
+    }
+    let mut anonymous = sample(SampleKind::Delivered, "metrics-anon@x", 1_764_000_000.0);
+    anonymous.project_id = None;
+    assert_eq!(pipeline.post_sample(&anonymous).await, 200);
+    let garbage = signed_json(
+        &SigningKey::new(SIGNING_KEY),
+        now_seconds(),
+        &fresh_token(),
+        json!({}),
+    );
+    assert_eq!(pipeline.post("application/json", garbage).await, 200);
+    pipeline.wait_drained().await;
+
+    let text = pipeline
+        .client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |sample: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        value("mailtrail_worker_events_total{outcome=\"stored\"}"),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        value("mailtrail_worker_events_total{outcome=\"skipped\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("mailtrail_worker_events_total{outcome=\"dead\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("mailtrail_worker_skipped_total{reason=\"missing_project_id\"}"),
+        1.0
+    );
+    assert_eq!(value("mailtrail_worker_events_inserted_total"), 3.0);
+    assert_eq!(value("mailtrail_worker_rows_upserted_total"), 3.0);
+    assert_eq!(value("mailtrail_worker_backlog"), 0.0);
+    assert!(value("mailtrail_worker_last_batch_timestamp_seconds") > 1.7e9);
+    stop.send(true).unwrap();
+    worker.await.unwrap().unwrap();
+}

@@ -69,6 +69,7 @@ impl WorkerProcess {
             .env("MAILTRAIL_CLAIM_BLOCK_MS", "100")
             .env("MAILTRAIL_LEASE_TTL_SECS", "3")
             .env("MAILTRAIL_MIGRATE", "false")
+            .env("MAILTRAIL_METRICS_BIND", "")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

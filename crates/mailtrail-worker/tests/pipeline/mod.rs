@@ -128,6 +128,7 @@ pub fn worker_config(database: &TestDatabase, redis: &TestRedis, worker_id: &str
         ("MAILTRAIL_CLAIM_BLOCK_MS", "100"),
         ("MAILTRAIL_LEASE_TTL_SECS", "3"),
         ("MAILTRAIL_MIGRATE", "false"),
+        ("MAILTRAIL_METRICS_BIND", ""),
     ];
     let env = envy::from_iter(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
     WorkerConfig::from_vars(env).unwrap()

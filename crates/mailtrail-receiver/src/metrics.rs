@@ -1,0 +1,182 @@
+//! The receiver's Prometheus metrics and the middleware that records them.
+//!
+//! Every webhook response is counted by outcome and status, and its time in the receiver
+//! (verification plus the Redis push) goes into a histogram; the Redis push alone has its own.
+//! The backlog gauge is read from Redis when `/metrics` is scraped, so it costs nothing per
+//! request. Each webhook gets a request id, returned as `X-Request-Id` and attached to its logs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::Error;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tracing::Instrument;
+
+/// How a webhook request ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // Label values are written as they appear in Prometheus.
+pub enum Outcome {
+    /// Verified and pushed.
+    queued,
+    /// Token already used; nothing pushed.
+    duplicate,
+    /// Not a Mailgun webhook that could ever be processed.
+    unprocessable,
+    /// Signed timestamp outside the window.
+    stale,
+    /// Signature matches no configured key.
+    bad_signature,
+    /// Backlog at its cap.
+    backlog_full,
+    /// Redis failed or timed out.
+    queue_unavailable,
+    /// Body over the limit.
+    too_large,
+    /// Anything else (a request actix refused before the handler).
+    other,
+}
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+/// The receiver's metrics.
+#[derive(Debug)]
+pub struct ReceiverMetrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Histogram,
+    push_seconds: Histogram,
+    backlog: Gauge,
+}
+
+impl Default for ReceiverMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReceiverMetrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 25 µs to ~0.8 s: the interesting part is well under a millisecond.
+        let request_seconds = Histogram::new(exponential_buckets(0.000_025, 2.0, 16));
+        let push_seconds = Histogram::new(exponential_buckets(0.000_025, 2.0, 16));
+        let backlog = Gauge::default();
+        registry.register(
+            "mailtrail_receiver_requests",
+            "Webhook requests by outcome and HTTP status",
+            requests.clone(),
+        );
+        registry.register(
+            "mailtrail_receiver_request_duration_seconds",
+            "Time from request start to response (verification and Redis push)",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "mailtrail_receiver_push_duration_seconds",
+            "Time of the Redis push (token marker and LPUSH in one script)",
+            push_seconds.clone(),
+        );
+        registry.register(
+            "mailtrail_receiver_backlog",
+            "Envelopes waiting in the Redis backlog, read at scrape time",
+            backlog.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            push_seconds,
+            backlog,
+        }
+    }
+
+    /// Records the time of one Redis push.
+    pub fn observe_push(&self, elapsed: Duration) {
+        self.push_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets the backlog gauge.
+    pub fn set_backlog(&self, backlog: u64) {
+        self.backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
+    }
+
+    /// The text served at `/metrics`.
+    pub fn render(&self) -> String {
+        mailtrail_telemetry::encode_metrics(&self.registry)
+    }
+
+    fn observe_request(&self, outcome: Outcome, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { outcome, status })
+            .inc();
+        self.request_seconds.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// A process-unique request id: start time and a counter, in hex.
+fn next_request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static STARTED: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0)
+    });
+    format!(
+        "{:x}-{:x}",
+        *STARTED,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Middleware for the webhook route: request id, span, counters, latency.
+pub async fn observe_webhook(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let request_id = next_request_id();
+    let metrics = request
+        .app_data::<actix_web::web::Data<crate::routes::AppState>>()
+        .map(|state| std::sync::Arc::clone(&state.metrics));
+    let span = tracing::info_span!("webhook", request_id = %request_id);
+    let mut response = next.call(request).instrument(span).await?;
+    let status = response.status().as_u16();
+    let outcome = response
+        .response()
+        .extensions()
+        .get::<Outcome>()
+        .copied()
+        .unwrap_or(if status == 413 {
+            Outcome::too_large
+        } else {
+            Outcome::other
+        });
+    if let Some(metrics) = metrics {
+        metrics.observe_request(outcome, status, started.elapsed());
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(response)
+}
