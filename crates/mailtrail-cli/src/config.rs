@@ -1,0 +1,186 @@
+//! The CLI's configuration, read once from the environment.
+//!
+//! Every variable is optional at read time: `mailtrail queue status` must work on a machine that
+//! has no `DATABASE_URL`, and `mailtrail stats` on one without signing keys. Each command asks for
+//! what it needs through [`CliConfig::database_url`] or [`CliConfig::signing_key`], which fail
+//! with a message naming the missing variable.
+
+use std::time::Duration;
+
+use mailtrail_core::{SigningKey, SigningKeys};
+use mailtrail_queue::QueueSettings;
+use serde::Deserialize;
+
+/// How long one Redis command may take: generous, an operator is waiting, not Mailgun.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Postgres statement timeout for the CLI: whole-system statistics at full volume scan a large
+/// table, and an operator can always press Ctrl-C.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Environment variables of `mailtrail` (names are the upper-cased field names).
+#[derive(Clone, Deserialize)]
+pub struct CliEnv {
+    /// `DATABASE_URL`: needed by `migrate`, `stats` and `events` only.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// `REDIS_URL`.
+    #[serde(default = "default_redis_url")]
+    pub redis_url: String,
+    /// `MAILTRAIL_REDIS_PREFIX`.
+    #[serde(default = "default_prefix")]
+    pub mailtrail_redis_prefix: String,
+    /// `MAILTRAIL_SIGNING_KEYS`: comma-separated; `send-sample` signs with the first.
+    #[serde(default)]
+    pub mailtrail_signing_keys: Option<String>,
+    /// `MAILTRAIL_RECEIVER_URL`: where `send-sample` posts by default.
+    #[serde(default = "default_receiver_url")]
+    pub mailtrail_receiver_url: String,
+}
+
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379/".to_owned()
+}
+fn default_prefix() -> String {
+    "mailtrail:".to_owned()
+}
+fn default_receiver_url() -> String {
+    "http://127.0.0.1:8080".to_owned()
+}
+
+/// The configuration; secrets are held but never printed.
+#[derive(Clone)]
+pub struct CliConfig {
+    database_url: Option<String>,
+    redis_url: String,
+    redis_prefix: String,
+    signing_keys: Option<SigningKeys>,
+    receiver_url: String,
+}
+
+impl std::fmt::Debug for CliConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CliConfig")
+            .field("database_url", &self.database_url.as_ref().map(|_| "***"))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("signing_keys", &self.signing_keys)
+            .field("receiver_url", &self.receiver_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A variable a command needs is missing or unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable is malformed.
+    #[error("{0}")]
+    Env(#[from] envy::Error),
+    /// `DATABASE_URL` is not set and the command reads or writes Postgres.
+    #[error("DATABASE_URL is not set; `mailtrail {command}` needs it to reach Postgres")]
+    MissingDatabaseUrl {
+        /// The command that needs it.
+        command: &'static str,
+    },
+    /// `MAILTRAIL_SIGNING_KEYS` holds no key.
+    #[error("MAILTRAIL_SIGNING_KEYS is not set; `mailtrail send-sample` signs with its first key")]
+    MissingSigningKey,
+}
+
+impl CliConfig {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self::from_vars(envy::from_env::<CliEnv>()?))
+    }
+
+    /// Takes already read variables; blank values count as unset.
+    pub fn from_vars(env: CliEnv) -> Self {
+        let present = |value: Option<String>| value.filter(|value| !value.trim().is_empty());
+        Self {
+            database_url: present(env.database_url),
+            redis_url: env.redis_url,
+            redis_prefix: env.mailtrail_redis_prefix,
+            signing_keys: env
+                .mailtrail_signing_keys
+                .and_then(|keys| SigningKeys::from_comma_separated(&keys).ok()),
+            receiver_url: env.mailtrail_receiver_url,
+        }
+    }
+
+    /// The Postgres URL, or an error naming `DATABASE_URL` and the `command` that needs it.
+    pub fn database_url(&self, command: &'static str) -> Result<&str, ConfigError> {
+        self.database_url
+            .as_deref()
+            .ok_or(ConfigError::MissingDatabaseUrl { command })
+    }
+
+    /// The key `send-sample` signs with: the first of `MAILTRAIL_SIGNING_KEYS`.
+    pub fn signing_key(&self) -> Result<SigningKey, ConfigError> {
+        self.signing_keys
+            .as_ref()
+            .and_then(SigningKeys::first)
+            .cloned()
+            .ok_or(ConfigError::MissingSigningKey)
+    }
+
+    /// The receiver's base URL.
+    pub fn receiver_url(&self) -> &str {
+        &self.receiver_url
+    }
+
+    /// The queue connection settings.
+    pub fn queue_settings(&self) -> QueueSettings {
+        QueueSettings {
+            url: self.redis_url.clone(),
+            prefix: self.redis_prefix.clone(),
+            response_timeout: REDIS_TIMEOUT,
+        }
+    }
+
+    /// The Postgres statement timeout for CLI queries.
+    pub fn statement_timeout(&self) -> Duration {
+        STATEMENT_TIMEOUT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> CliConfig {
+        let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        CliConfig::from_vars(envy::from_iter::<_, CliEnv>(vars).unwrap())
+    }
+
+    #[test]
+    fn nothing_is_required_until_a_command_asks() {
+        let config = config(&[]);
+        assert_eq!(config.queue_settings().prefix, "mailtrail:");
+        assert_eq!(config.queue_settings().url, "redis://127.0.0.1:6379/");
+        assert_eq!(config.receiver_url(), "http://127.0.0.1:8080");
+        let missing = config.database_url("stats").unwrap_err().to_string();
+        assert!(missing.contains("DATABASE_URL"), "{missing}");
+        assert!(missing.contains("mailtrail stats"), "{missing}");
+        let no_key = config.signing_key().unwrap_err().to_string();
+        assert!(no_key.contains("MAILTRAIL_SIGNING_KEYS"), "{no_key}");
+    }
+
+    #[test]
+    fn blank_values_count_as_unset_and_secrets_never_print() {
+        assert!(config(&[("DATABASE_URL", "  ")]).database_url("x").is_err());
+        let config = config(&[
+            ("DATABASE_URL", "postgres://u:secret@h/db"),
+            ("MAILTRAIL_SIGNING_KEYS", "key-one,key-two"),
+        ]);
+        assert_eq!(
+            config.database_url("x").unwrap(),
+            "postgres://u:secret@h/db"
+        );
+        let signed = config.signing_key().unwrap().sign("1", "t");
+        assert_eq!(signed, SigningKey::new("key-one").sign("1", "t"));
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("secret") && !printed.contains("key-one"),
+            "{printed}"
+        );
+    }
+}

@@ -1,0 +1,537 @@
+//! `mailtrail dead list | show | replay | purge`: the dead-letter list, for operators.
+//!
+//! Indices are those of `LRANGE` on the list: 0 is the newest dead letter. `replay` and `purge`
+//! change the list only through the queue's scripts, so each entry moves or disappears in one
+//! atomic step: a replay never queues an entry twice (an entry already gone is skipped), and an
+//! entry is never purged after someone replayed it.
+//!
+//! Whole-list operations (`replay --all`, `purge`) work in windows of [`CHUNK`] entries from the
+//! oldest end, up to the length the list had when they started: dead letters that arrive
+//! meanwhile (possibly the very envelopes being replayed, failing again) land at the head and
+//! are left for the next run, so the command always ends and never blocks Redis for long.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{ArgGroup, Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use mailtrail_core::Envelope;
+use mailtrail_queue::{DeadLetter, Queue, QueueError, now_ms};
+
+use crate::clock::{format_age_ms, format_ms, parse_duration};
+use crate::table::{Align, Table, clean, truncate};
+
+/// Entries per Redis round trip (and per atomic script call) in whole-list operations.
+pub const CHUNK: u64 = 500;
+
+/// Longest binary body shown by `dead show`, in bytes.
+const SHOWN_BINARY_BYTES: usize = 4096;
+
+/// `mailtrail dead ...`.
+#[derive(Subcommand, Clone, Debug)]
+pub enum DeadCommand {
+    /// List dead letters, newest first (index 0 is the newest).
+    List {
+        /// How many to list.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
+    /// Show one dead letter: why, when, which worker, and the envelope with its body.
+    Show {
+        /// Its index in `dead list`.
+        index: u64,
+        /// Print the stored entry exactly as it is in Redis (one line of JSON).
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Move dead letters back onto the backlog, to be processed again.
+    Replay(ReplayArgs),
+    /// Delete dead letters older than a given age.
+    Purge(PurgeArgs),
+}
+
+/// Arguments of `mailtrail dead replay`.
+#[derive(Args, Clone, Debug)]
+#[command(group(ArgGroup::new("which").required(true).args(["all", "indices"])))]
+pub struct ReplayArgs {
+    /// Replay every dead letter.
+    #[arg(long)]
+    pub all: bool,
+    /// Indices from `dead list` to replay.
+    #[arg(value_name = "INDEX")]
+    pub indices: Vec<u64>,
+    /// Say what would be replayed, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Arguments of `mailtrail dead purge`.
+#[derive(Args, Clone, Debug)]
+pub struct PurgeArgs {
+    /// Delete dead letters older than this: 30m, 12h, 7d, 2w, 1h30m.
+    #[arg(long, value_name = "DURATION", value_parser = OlderThan::parse)]
+    pub older_than: OlderThan,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// An age threshold, keeping the operator's own spelling for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OlderThan {
+    /// As typed.
+    pub text: String,
+    /// Parsed.
+    pub duration: Duration,
+}
+
+impl OlderThan {
+    /// Parses `7d`-style durations (clap value parser).
+    pub fn parse(text: &str) -> Result<Self, crate::clock::DurationError> {
+        Ok(Self {
+            text: text.trim().to_owned(),
+            duration: parse_duration(text)?,
+        })
+    }
+
+    /// The cutoff: entries dead-lettered before this instant (ms since the epoch) are older.
+    pub fn cutoff_ms(&self, now_ms: i64) -> i64 {
+        let age = i64::try_from(self.duration.as_millis()).unwrap_or(i64::MAX);
+        now_ms.saturating_sub(age)
+    }
+}
+
+/// Runs `mailtrail dead ...`.
+pub async fn run(
+    queue: &Queue,
+    command: &DeadCommand,
+    out: &mut dyn Write,
+    input: &mut dyn BufRead,
+) -> anyhow::Result<()> {
+    match command {
+        DeadCommand::List { limit } => list(queue, *limit, out).await,
+        DeadCommand::Show { index, raw } => show(queue, *index, *raw, out).await,
+        DeadCommand::Replay(args) if args.all => replay_all(queue, args.dry_run, out).await,
+        DeadCommand::Replay(args) => replay_indices(queue, &args.indices, args.dry_run, out).await,
+        DeadCommand::Purge(args) => purge(queue, args, out, input).await,
+    }
+}
+
+/// The envelope's content type and body size, or why they cannot be read.
+fn envelope_summary(envelope: &str) -> (String, String) {
+    match Envelope::from_json(envelope) {
+        Ok(envelope) => {
+            let size = envelope
+                .body_bytes()
+                .map_or_else(|_| "?".to_owned(), |body| body.len().to_string());
+            (envelope.content_type, size)
+        }
+        Err(_) => (
+            "(unreadable envelope)".to_owned(),
+            envelope.len().to_string(),
+        ),
+    }
+}
+
+async fn list(queue: &Queue, limit: u64, out: &mut dyn Write) -> anyhow::Result<()> {
+    let total = queue
+        .dead_len()
+        .await
+        .context("cannot read the dead-letter list")?;
+    let entries = queue
+        .dead_letters(0, limit)
+        .await
+        .context("cannot read the dead-letter list")?;
+    if total == 0 {
+        writeln!(out, "no dead letters")?;
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        ("index", Align::Right),
+        ("dead at", Align::Left),
+        ("worker", Align::Left),
+        ("reason", Align::Left),
+        ("content type", Align::Left),
+        ("size", Align::Right),
+    ]);
+    for (index, (_, parsed)) in entries.iter().enumerate() {
+        match parsed {
+            Ok(letter) => {
+                let (content_type, size) = envelope_summary(&letter.envelope);
+                table.row([
+                    index.to_string(),
+                    format_ms(letter.dead_at_ms),
+                    letter.worker.clone(),
+                    truncate(&letter.reason, 60),
+                    truncate(&content_type, 40),
+                    size,
+                ]);
+            }
+            Err(_) => {
+                table.row([
+                    index.to_string(),
+                    "?".into(),
+                    "?".into(),
+                    "(unreadable entry)".into(),
+                ]);
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{total} dead letters; showing {} newest first",
+        entries.len()
+    )?;
+    out.write_all(table.render().as_bytes())?;
+    Ok(())
+}
+
+/// The entry at `index`, or an error saying how long the list is.
+async fn entry_at(
+    queue: &Queue,
+    index: u64,
+) -> anyhow::Result<(String, Result<DeadLetter, QueueError>)> {
+    let found = queue
+        .dead_letters(index, 1)
+        .await
+        .context("cannot read the dead-letter list")?
+        .into_iter()
+        .next();
+    match found {
+        Some(entry) => Ok(entry),
+        None => {
+            let total = queue.dead_len().await.unwrap_or(0);
+            bail!("no dead letter at index {index} (the list holds {total}; 0 is the newest)")
+        }
+    }
+}
+
+async fn show(queue: &Queue, index: u64, raw: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (entry, parsed) = entry_at(queue, index).await?;
+    if raw {
+        writeln!(out, "{entry}")?;
+        return Ok(());
+    }
+    let letter = match parsed {
+        Ok(letter) => letter,
+        Err(error) => {
+            writeln!(
+                out,
+                "dead letter {index}: not an entry mailtrail wrote ({error})"
+            )?;
+            writeln!(out, "{}", escape_controls(&entry))?;
+            return Ok(());
+        }
+    };
+    writeln!(out, "dead letter {index}")?;
+    writeln!(out, "reason:        {}", clean(&letter.reason))?;
+    writeln!(
+        out,
+        "dead at:       {} ({} ago)",
+        format_ms(letter.dead_at_ms),
+        format_age_ms(now_ms() - letter.dead_at_ms)
+    )?;
+    writeln!(out, "worker:        {}", clean(&letter.worker))?;
+    let envelope = match Envelope::from_json(&letter.envelope) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            writeln!(out, "envelope:      unreadable ({error}), as stored:")?;
+            writeln!(out, "{}", escape_controls(&letter.envelope))?;
+            return Ok(());
+        }
+    };
+    writeln!(out, "received at:   {}", format_ms(envelope.received_at_ms))?;
+    writeln!(out, "content type:  {}", clean(&envelope.content_type))?;
+    match (&envelope.body, envelope.body_bytes()) {
+        (Some(text), _) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(json) => {
+                writeln!(out, "body:          {} bytes, JSON", text.len())?;
+                // serde_json escapes control characters inside strings, so this is safe to print.
+                writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+            }
+            Err(_) => {
+                writeln!(out, "body:          {} bytes, text", text.len())?;
+                writeln!(out, "{}", escape_controls(text))?;
+            }
+        },
+        (None, Ok(bytes)) => {
+            let shown = bytes.len().min(SHOWN_BINARY_BYTES);
+            writeln!(
+                out,
+                "body:          {} bytes, binary (hex, first {shown} bytes)",
+                bytes.len()
+            )?;
+            let hex: String = bytes[..shown].iter().map(|b| format!("{b:02x}")).collect();
+            for line in hex.as_bytes().chunks(64) {
+                writeln!(out, "{}", String::from_utf8_lossy(line))?;
+            }
+        }
+        (None, Err(error)) => writeln!(out, "body:          unreadable ({error})")?,
+    }
+    Ok(())
+}
+
+/// Escapes control characters other than newline and tab, so an untrusted body cannot drive the
+/// operator's terminal.
+fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+async fn replay_indices(
+    queue: &Queue,
+    indices: &[u64],
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut indices = indices.to_vec();
+    indices.sort_unstable();
+    indices.dedup();
+    // Read them all before moving any, so a bad index replays nothing.
+    let mut entries = Vec::with_capacity(indices.len());
+    for index in &indices {
+        let (raw, parsed) = entry_at(queue, *index).await?;
+        let letter = parsed.map_err(|error| {
+            anyhow::anyhow!(
+                "dead letter {index} cannot be replayed: it holds no envelope ({error})"
+            )
+        })?;
+        entries.push((*index, raw, letter));
+    }
+    for (index, _, letter) in &entries {
+        writeln!(
+            out,
+            "{} {index}: dead at {}, {}",
+            if dry_run { "would replay" } else { "replaying" },
+            format_ms(letter.dead_at_ms),
+            truncate(&clean(&letter.reason), 80)
+        )?;
+    }
+    if dry_run {
+        writeln!(
+            out,
+            "dry run: would replay {} dead letters; nothing changed",
+            entries.len()
+        )?;
+        return Ok(());
+    }
+    let pairs: Vec<(String, DeadLetter)> = entries
+        .into_iter()
+        .map(|(_, raw, letter)| (raw, letter))
+        .collect();
+    let moved = queue
+        .replay_dead(&pairs)
+        .await
+        .context("cannot replay the dead letters")?;
+    writeln!(out, "replayed {moved} dead letters onto the backlog")?;
+    let gone = pairs.len() as u64 - moved;
+    if gone > 0 {
+        writeln!(
+            out,
+            "{gone} were no longer in the dead list (replayed or purged meanwhile)"
+        )?;
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr for long runs; hidden for short ones and when stderr is no terminal.
+fn progress(total: u64, message: &'static str) -> ProgressBar {
+    if total <= CHUNK {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar
+}
+
+async fn replay_all(queue: &Queue, dry_run: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let total = queue
+        .dead_len()
+        .await
+        .context("cannot read the dead-letter list")?;
+    if total == 0 {
+        writeln!(out, "no dead letters")?;
+        return Ok(());
+    }
+    let bar = progress(total, if dry_run { "reading" } else { "replaying" });
+    let (mut examined, mut kept, mut readable, mut unreadable, mut moved) = (0, 0, 0, 0, 0);
+    while examined < total {
+        let window = queue
+            .dead_letters_from_tail(kept, CHUNK.min(total - examined))
+            .await
+            .context("cannot read the dead-letter list")?;
+        if window.is_empty() {
+            break;
+        }
+        examined += window.len() as u64;
+        bar.inc(window.len() as u64);
+        let mut replayable = Vec::with_capacity(window.len());
+        for (raw, parsed) in window {
+            match parsed {
+                Ok(letter) => replayable.push((raw, letter)),
+                Err(_) => unreadable += 1,
+            }
+        }
+        readable += replayable.len() as u64;
+        if dry_run {
+            kept = examined;
+            continue;
+        }
+        moved += queue
+            .replay_dead(&replayable)
+            .await
+            .context("cannot replay the dead letters")?;
+        // Replayed entries left the list; unreadable ones stay at the tail, so skip past them.
+        kept = unreadable;
+    }
+    bar.finish_and_clear();
+    if dry_run {
+        writeln!(
+            out,
+            "dry run: would replay {readable} dead letters; nothing changed"
+        )?;
+    } else {
+        writeln!(out, "replayed {moved} dead letters onto the backlog")?;
+        if moved < readable {
+            writeln!(
+                out,
+                "{} were no longer in the dead list (replayed or purged meanwhile)",
+                readable - moved
+            )?;
+        }
+    }
+    if unreadable > 0 {
+        writeln!(
+            out,
+            "{unreadable} entries hold no readable envelope and stay in the dead list (see `mailtrail dead show`)"
+        )?;
+    }
+    Ok(())
+}
+
+/// Counts the entries dead-lettered before `cutoff_ms`, reading the list in windows.
+async fn count_older(queue: &Queue, total: u64, cutoff_ms: i64) -> anyhow::Result<u64> {
+    let bar = progress(total, "counting");
+    let (mut examined, mut older) = (0, 0);
+    while examined < total {
+        let window = queue
+            .dead_letters_from_tail(examined, CHUNK.min(total - examined))
+            .await
+            .context("cannot read the dead-letter list")?;
+        if window.is_empty() {
+            break;
+        }
+        examined += window.len() as u64;
+        bar.inc(window.len() as u64);
+        older += window
+            .iter()
+            .filter(|(_, parsed)| matches!(parsed, Ok(letter) if letter.dead_at_ms < cutoff_ms))
+            .count() as u64;
+    }
+    bar.finish_and_clear();
+    Ok(older)
+}
+
+/// Asks on stderr and reads one line; only `y` or `yes` agree.
+fn confirm(question: &str, input: &mut dyn BufRead) -> anyhow::Result<bool> {
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    input
+        .read_line(&mut answer)
+        .context("cannot read the answer from stdin")?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+async fn purge(
+    queue: &Queue,
+    args: &PurgeArgs,
+    out: &mut dyn Write,
+    input: &mut dyn BufRead,
+) -> anyhow::Result<()> {
+    let cutoff_ms = args.older_than.cutoff_ms(now_ms());
+    let total = queue
+        .dead_len()
+        .await
+        .context("cannot read the dead-letter list")?;
+    let older = count_older(queue, total, cutoff_ms).await?;
+    let threshold = format!(
+        "older than {} (dead before {})",
+        args.older_than.text,
+        format_ms(cutoff_ms)
+    );
+    if older == 0 {
+        writeln!(out, "no dead letters {threshold}; nothing to purge")?;
+        return Ok(());
+    }
+    if !args.yes
+        && !confirm(
+            &format!("purge {older} of {total} dead letters {threshold}?"),
+            input,
+        )?
+    {
+        writeln!(out, "aborted; nothing was purged")?;
+        return Ok(());
+    }
+    let bar = progress(total, "purging");
+    let (mut examined, mut kept, mut removed) = (0, 0, 0);
+    while examined < total {
+        let (seen, gone) = queue
+            .purge_dead_window(cutoff_ms, kept, CHUNK.min(total - examined))
+            .await
+            .context("cannot purge the dead letters")?;
+        if seen == 0 {
+            break;
+        }
+        examined += seen;
+        kept += seen - gone;
+        removed += gone;
+        bar.inc(seen);
+    }
+    bar.finish_and_clear();
+    writeln!(out, "purged {removed} dead letters {threshold}")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cutoff_lies_the_given_age_before_now() {
+        let older_than = OlderThan::parse("7d").unwrap();
+        assert_eq!(older_than.text, "7d");
+        assert_eq!(
+            older_than.cutoff_ms(1_000_000_000_000),
+            1_000_000_000_000 - 604_800_000
+        );
+        assert!(OlderThan::parse("soon").is_err());
+    }
+
+    #[test]
+    fn bodies_cannot_smuggle_terminal_escapes() {
+        assert_eq!(escape_controls("a\u{1b}[2Jb\nc\td"), "a\\u{1b}[2Jb\nc\td");
+    }
+
+    #[test]
+    fn only_y_or_yes_confirms() {
+        for (answer, expected) in [("y\n", true), ("YES\n", true), ("n\n", false), ("", false)] {
+            let mut input = answer.as_bytes();
+            assert_eq!(confirm("?", &mut input).unwrap(), expected, "{answer:?}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The operator's queue operations against a real Redis: a consistent look at the backlog,
+//! windows over the dead letters from the oldest end, and the purge of old dead letters.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use std::time::Duration;
+
+use mailtrail_queue::{DeadLetter, Queue, QueueSettings, now_ms};
+use mailtrail_testing::TestRedis;
+
+async fn queue(redis: &TestRedis) -> Queue {
+    Queue::connect(&QueueSettings {
+        url: redis.url().to_owned(),
+        prefix: redis.prefix().to_owned(),
+        response_timeout: Duration::from_secs(2),
+    })
+    .await
+    .unwrap()
+}
+
+/// LPUSHes raw dead entries in order, so the last one given is the newest (index 0).
+fn push_dead(redis: &TestRedis, entries: &[String]) {
+    for entry in entries {
+        let _: i64 = redis::cmd("LPUSH")
+            .arg(format!("{}dead", redis.prefix()))
+            .arg(entry)
+            .query(&mut redis.connection())
+            .unwrap();
+    }
+}
+
+fn letter(name: &str, dead_at_ms: i64) -> String {
+    serde_json::to_string(&DeadLetter {
+        reason: "bad".to_owned(),
+        dead_at_ms,
+        worker: "w".to_owned(),
+        envelope: name.to_owned(),
+    })
+    .unwrap()
+}
+
+fn envelopes(window: &[(String, Result<DeadLetter, mailtrail_queue::QueueError>)]) -> Vec<String> {
+    window
+        .iter()
+        .map(|(raw, parsed)| match parsed {
+            Ok(letter) => letter.envelope.clone(),
+            Err(_) => raw.clone(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_backlog_snapshot_names_the_envelope_taken_next() {
+    let redis = TestRedis::new();
+    let queue = queue(&redis).await;
+    assert_eq!(queue.backlog_snapshot().await.unwrap(), (0, None));
+    for envelope in ["first", "second", "third"] {
+        queue.push_envelope(envelope).await.unwrap();
+    }
+    assert_eq!(
+        queue.backlog_snapshot().await.unwrap(),
+        (3, Some("first".to_owned()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letter_windows_walk_from_the_oldest_end() {
+    let redis = TestRedis::new();
+    let queue = queue(&redis).await;
+    let names = ["d0", "d1", "d2", "d3", "d4"];
+    push_dead(
+        &redis,
+        &names.iter().map(|name| letter(name, 1)).collect::<Vec<_>>(),
+    );
+    // Newest first within a window, like LRANGE; the window ends `skip` entries before the tail.
+    let oldest = queue.dead_letters_from_tail(0, 2).await.unwrap();
+    assert_eq!(envelopes(&oldest), ["d1", "d0"]);
+    let next = queue.dead_letters_from_tail(2, 2).await.unwrap();
+    assert_eq!(envelopes(&next), ["d3", "d2"]);
+    let past_the_head = queue.dead_letters_from_tail(4, 10).await.unwrap();
+    assert_eq!(envelopes(&past_the_head), ["d4"]);
+    assert!(queue.dead_letters_from_tail(5, 1).await.unwrap().is_empty());
+    assert!(queue.dead_letters_from_tail(0, 0).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_window_removes_only_old_readable_entries_within_it() {
+    let redis = TestRedis::new();
+    let queue = queue(&redis).await;
+    let now = now_ms();
+    let cutoff = now - 1_000;
+    push_dead(
+        &redis,
+        &[
+            letter("old-outside-window", now - 10_000),
+            letter("old-a", now - 5_000),
+            "not json, no age".to_owned(),
+            letter("young", now),
+            letter("old-b", now - 5_000),
+            letter("newest-old", now - 5_000),
+        ],
+    );
+    // Skip the oldest entry; examine the next four.
+    let (examined, removed) = queue.purge_dead_window(cutoff, 1, 4).await.unwrap();
+    assert_eq!((examined, removed), (4, 2));
+    assert_eq!(
+        redis
+            .list("dead")
+            .iter()
+            .map(|e| e.as_str())
+            .collect::<Vec<_>>(),
+        [
+            letter("newest-old", now - 5_000).as_str(),
+            letter("young", now).as_str(),
+            "not json, no age",
+            letter("old-outside-window", now - 10_000).as_str(),
+        ]
+    );
+    // Past the head nothing is examined; a window reaching beyond it is cut to the list.
+    assert_eq!(
+        queue.purge_dead_window(cutoff, 4, 10).await.unwrap(),
+        (0, 0)
+    );
+    assert_eq!(
+        queue.purge_dead_window(cutoff, 0, 100).await.unwrap(),
+        (4, 2)
+    );
+    assert_eq!(
+        redis
+            .list("dead")
+            .iter()
+            .map(|e| e.as_str())
+            .collect::<Vec<_>>(),
+        [letter("young", now).as_str(), "not json, no age"]
+    );
+}
