@@ -62,9 +62,10 @@ echo "--- sending signed sample events"
 "$BIN/mailtrail" send-sample --url "$MAILTRAIL_RECEIVER_URL"
 
 echo "--- waiting for the worker to drain the backlog"
-for _ in $(seq 1 100); do
-  if "$BIN/mailtrail" queue status --json | grep -q '"backlog": *0[,}]' \
-     && ! "$BIN/mailtrail" queue status --json | grep -q '"in_flight": *[1-9]'; then
+for _ in $(seq 1 150); do
+  status=$("$BIN/mailtrail" queue status --json)
+  # Drained: nothing waiting and no worker holding envelopes.
+  if echo "$status" | grep -q '"length": 0,' && ! echo "$status" | grep -q '"envelopes": [1-9]'; then
     break
   fi
   sleep 0.2
@@ -74,8 +75,11 @@ echo
 echo "=== deliverability, whole system"
 "$BIN/mailtrail" stats --all
 echo
-echo "=== project 7, by subject"
-"$BIN/mailtrail" stats --project 7 --by-subject
+echo "=== project 1, by subject"
+"$BIN/mailtrail" stats --project 1 --by-subject
+echo
+echo "=== backer 2"
+"$BIN/mailtrail" stats --backer 2
 echo
 echo "=== queue"
 "$BIN/mailtrail" queue status
