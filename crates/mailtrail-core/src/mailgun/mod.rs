@@ -133,6 +133,29 @@ pub fn parse_event(
     }
 }
 
+/// The shared Mailgun corpus for tests: `MAILTRAIL_CORPUS_DIR`, relative to the workspace root
+/// (cargo runs tests in the crate's folder). Unset is a skip locally and a failure on CI.
+#[cfg(test)]
+pub(crate) fn corpus_dir() -> Option<std::path::PathBuf> {
+    let Some(dir) = std::env::var_os("MAILTRAIL_CORPUS_DIR") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "MAILTRAIL_CORPUS_DIR is unset on CI: the corpus tests cannot be skipped there"
+        );
+        eprintln!("note: MAILTRAIL_CORPUS_DIR is unset; skipping a Mailgun corpus test");
+        return None;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(dir);
+    assert!(
+        dir.is_dir(),
+        "MAILTRAIL_CORPUS_DIR: {} is not a directory",
+        dir.display()
+    );
+    Some(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

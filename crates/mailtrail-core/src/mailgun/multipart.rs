@@ -243,7 +243,6 @@ fn parameters(disposition: &str) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use proptest::prelude::*;
 
@@ -479,19 +478,11 @@ mod tests {
     }
 
     /// The corpus directory, or `None` (with a note) when the variable is unset.
-    fn corpus_dir() -> Option<PathBuf> {
-        match std::env::var_os("MAILTRAIL_CORPUS_DIR") {
-            Some(dir) => Some(PathBuf::from(dir)),
-            None => {
-                eprintln!("MAILTRAIL_CORPUS_DIR is unset: skipping the Mailgun corpus test");
-                None
-            }
-        }
-    }
-
     #[test]
     fn every_legacy_multipart_in_the_corpus_reads_as_its_manifest_says() {
-        let Some(dir) = corpus_dir() else { return };
+        let Some(dir) = super::super::corpus_dir() else {
+            return;
+        };
         let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).unwrap();
         let mut checked = 0;
         for line in manifest.lines().skip(1) {
