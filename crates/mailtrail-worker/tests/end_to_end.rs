@@ -296,7 +296,7 @@ async fn a_batch_with_one_row_postgres_refuses_is_split_and_only_that_row_is_dea
 
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_metrics_count_stored_skipped_and_dead_events() {
-    let pipeline = Pipeline::start_receiver_only().await;
+    let mut pipeline = Pipeline::start_receiver_only().await;
     let mut config = pipeline::worker_config(&pipeline.database, &pipeline.redis, "worker-1");
     let port = mailtrail_testing::free_port();
     config.metrics_bind = Some(format!("127.0.0.1:{port}"));

@@ -78,9 +78,14 @@ impl Pipeline {
     }
 
     /// Waits until the backlog and every processing list are empty.
-    pub async fn wait_drained(&self) {
+    pub async fn wait_drained(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // A worker that stopped will never drain: say why instead of timing out.
+            if self.worker.as_ref().is_some_and(|worker| worker.is_finished()) {
+                let outcome = self.worker.take().unwrap().await;
+                panic!("the worker stopped while events were waiting: {outcome:?}");
+            }
             let backlog = self.redis.list("events").len();
             let in_flight = self.redis.list("processing:worker-1").len();
             if backlog == 0 && in_flight == 0 {
