@@ -60,7 +60,7 @@ pub async fn receive_webhook(
             None => return Err(refusal(error)),
         },
     };
-    let envelope = Envelope::new(now_ms, content_type, &body).to_json();
+    let envelope = Envelope::encode(now_ms, content_type, &body);
     let pushed_at = std::time::Instant::now();
     let pushed = state
         .queue
