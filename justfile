@@ -29,6 +29,15 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Benchmarks: baselines, receiver, worker, end to end; summary in target/bench/summary.md.
+bench:
+    scripts/bench.sh
+
+# Check the systemd units with systemd-analyze verify (when installed).
+verify-units:
+    cargo build --bins --quiet
+    scripts/verify-units.sh
+
 # Apply pending migrations to DATABASE_URL.
 migrate:
     cargo run --quiet --bin mailtrail -- migrate

@@ -82,7 +82,11 @@ impl Pipeline {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             // A worker that stopped will never drain: say why instead of timing out.
-            if self.worker.as_ref().is_some_and(|worker| worker.is_finished()) {
+            if self
+                .worker
+                .as_ref()
+                .is_some_and(|worker| worker.is_finished())
+            {
                 let outcome = self.worker.take().unwrap().await;
                 panic!("the worker stopped while events were waiting: {outcome:?}");
             }
