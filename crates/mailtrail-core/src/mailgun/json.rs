@@ -178,6 +178,7 @@ fn number_like(value: &Value) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
@@ -308,5 +309,70 @@ mod tests {
         assert!(bounce.delayed_bounce);
         assert_eq!(bounce.delivery_code.as_deref(), Some("5.1.1"));
         assert_eq!(effect_of(&bounce), Effect::Status(DeliveryStatus::Bounced));
+    }
+
+    /// Any JSON, with keys drawn mostly from the names the parser looks at, so the lenient
+    /// readers meet every wrong type in every place.
+    fn arbitrary_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        let key = prop_oneof![
+            Just("event"),
+            Just("timestamp"),
+            Just("id"),
+            Just("recipient"),
+            Just("severity"),
+            Just("reason"),
+            Just("message"),
+            Just("headers"),
+            Just("message-id"),
+            Just("subject"),
+            Just("delivery-status"),
+            Just("code"),
+            Just("bounce-code"),
+            Just("flags"),
+            Just("is-delayed-bounce"),
+            Just("tags"),
+            Just("user-variables"),
+            Just("client-info"),
+            Just("bot"),
+            Just("url"),
+            Just("token"),
+            Just("signature"),
+            Just("x"),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..6).prop_map(|pairs| {
+                    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = read_signature(&body);
+            let _ = parse_event(&body, 0);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(event_data in arbitrary_json(), signature in arbitrary_json()) {
+            let wrapped = serde_json::to_vec(&json!({
+                "signature": signature, "event-data": event_data.clone()
+            })).unwrap();
+            let _ = read_signature(&wrapped);
+            let _ = parse_event(&wrapped, 0);
+            let bare = serde_json::to_vec(&event_data).unwrap();
+            let _ = read_signature(&bare);
+            let _ = parse_event(&bare, 0);
+        }
     }
 }
