@@ -55,6 +55,25 @@ impl RedisDurability {
             .as_deref()
             .is_some_and(|policy| policy != "noeviction")
     }
+
+    /// Warns about settings that can lose queued events. With `require_noeviction`, an evicting
+    /// policy is refused instead: the error is the policy's name.
+    pub fn check(&self, require_noeviction: bool) -> Result<(), String> {
+        if self.may_evict() {
+            let policy = self.maxmemory_policy.clone().unwrap_or_default();
+            if require_noeviction {
+                return Err(policy);
+            }
+            tracing::warn!(
+                policy,
+                "Redis maxmemory-policy is not noeviction: queued events may be evicted under memory pressure"
+            );
+        }
+        if self.appendonly.as_deref() == Some("no") {
+            tracing::warn!("Redis runs without AOF: queued events are lost if Redis restarts");
+        }
+        Ok(())
+    }
 }
 
 /// A dead letter: an envelope that can never be processed, with the reason.

@@ -63,20 +63,9 @@ async fn check_redis_durability(queue: &Queue, require_noeviction: bool) -> Resu
             return Ok(());
         }
     };
-    if durability.may_evict() {
-        let policy = durability.maxmemory_policy.unwrap_or_default();
-        if require_noeviction {
-            return Err(StartError::EvictingRedis(policy));
-        }
-        tracing::warn!(
-            policy,
-            "Redis maxmemory-policy is not noeviction: queued events may be evicted under memory pressure"
-        );
-    }
-    if durability.appendonly.as_deref() == Some("no") {
-        tracing::warn!("Redis runs without AOF: queued events are lost if Redis restarts");
-    }
-    Ok(())
+    durability
+        .check(require_noeviction)
+        .map_err(StartError::EvictingRedis)
 }
 
 impl Application {

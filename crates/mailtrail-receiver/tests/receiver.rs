@@ -364,3 +364,29 @@ async fn metrics_count_each_outcome_and_every_webhook_gets_a_request_id() {
     );
     assert_eq!(metric(&text, "mailtrail_receiver_backlog"), 4.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_evicting_redis_is_refused_at_start_when_noeviction_is_required() {
+    let redis = mailtrail_testing::PrivateRedis::start();
+    let mut connection = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query::<()>(&mut connection)
+        .unwrap();
+    let config = |require: &str| {
+        let vars = [
+            ("REDIS_URL", redis.url()),
+            ("MAILTRAIL_SIGNING_KEYS", KEY.to_owned()),
+            ("MAILTRAIL_BIND", "127.0.0.1:0".to_owned()),
+            ("MAILTRAIL_REQUIRE_NOEVICTION", require.to_owned()),
+        ];
+        ReceiverConfig::from_vars(envy::from_iter(vars.map(|(k, v)| (k.to_owned(), v))).unwrap())
+            .unwrap()
+    };
+    let refused = Application::build(config("true")).await.err().unwrap();
+    assert!(refused.to_string().contains("allkeys-lru"), "{refused}");
+    // Without the switch it only warns and starts.
+    assert!(Application::build(config("false")).await.is_ok());
+}

@@ -207,20 +207,9 @@ async fn check_redis_durability(
             return Ok(());
         }
     };
-    if durability.may_evict() {
-        let policy = durability.maxmemory_policy.unwrap_or_default();
-        if config.require_noeviction {
-            return Err(WorkerError::EvictingRedis(policy));
-        }
-        tracing::warn!(
-            policy,
-            "Redis maxmemory-policy is not noeviction: queued events may be evicted under memory pressure"
-        );
-    }
-    if durability.appendonly.as_deref() == Some("no") {
-        tracing::warn!("Redis runs without AOF: queued events are lost if Redis restarts");
-    }
-    Ok(())
+    durability
+        .check(config.require_noeviction)
+        .map_err(WorkerError::EvictingRedis)
 }
 
 /// Takes this worker id's lease. If a previous run with the same id died, its lease runs out
