@@ -15,6 +15,7 @@
 //! least once and counted exactly once.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailtrail_queue::{QueueSettings, Settlement, WorkerQueue};
@@ -25,7 +26,6 @@ use crate::WorkerError;
 use crate::classify::{Verdict, classify};
 use crate::config::WorkerConfig;
 use crate::metrics::{self, BatchReport, WorkerMetrics};
-use std::sync::Arc;
 
 /// Backoff bounds for retrying Postgres or Redis.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);

@@ -285,7 +285,20 @@ async fn a_second_process_with_a_live_workers_id_is_refused() {
     let database = TestDatabase::create().await;
     let redis = TestRedis::new();
     let first = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "same-id");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Start the second only once the first holds the lease.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while redis::cmd("EXISTS")
+        .arg(format!("{}worker:same-id", redis.prefix()))
+        .query::<i64>(&mut redis.connection())
+        .unwrap()
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first worker never took its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut second = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "same-id");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
