@@ -368,7 +368,10 @@ async fn metrics_count_each_outcome_and_every_webhook_gets_a_request_id() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_evicting_redis_is_refused_at_start_when_noeviction_is_required() {
     let redis = mailtrail_testing::PrivateRedis::start();
-    let mut connection = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
     redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxmemory-policy")
