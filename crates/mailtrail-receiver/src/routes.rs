@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
-use mailtrail_core::mailgun::{WebhookFormat, read_signature};
+use mailtrail_core::mailgun::{WebhookFormat, multipart, read_signature};
 use mailtrail_core::{Envelope, SignatureError, SigningKeys};
 use mailtrail_queue::{PushOutcome, Queue, now_ms};
 
@@ -60,7 +60,17 @@ pub async fn receive_webhook(
             None => return Err(refusal(error)),
         },
     };
-    let envelope = Envelope::encode(now_ms, content_type, &body);
+    let envelope = match &format {
+        // Legacy bounces may carry the returned message as attachments: they never matter for
+        // status and can be megabytes, so they are not copied into Redis.
+        WebhookFormat::Multipart { boundary } => {
+            let text_parts = multipart::without_file_parts(&body, boundary)?;
+            Envelope::encode(now_ms, content_type, &text_parts)
+        }
+        WebhookFormat::Json | WebhookFormat::FormUrlEncoded => {
+            Envelope::encode(now_ms, content_type, &body)
+        }
+    };
     let pushed_at = std::time::Instant::now();
     let pushed = state
         .queue

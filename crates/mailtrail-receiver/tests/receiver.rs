@@ -393,3 +393,61 @@ async fn an_evicting_redis_is_refused_at_start_when_noeviction_is_required() {
     // Without the switch it only warns and starts.
     assert!(Application::build(config("false")).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_bounce_is_queued_without_its_attachment() {
+    let redis = TestRedis::new();
+    let receiver = Receiver::start(redis.url(), redis.prefix(), &[]).await;
+    let timestamp = now().to_string();
+    let token = token("multipart");
+    let signature = SigningKey::new(KEY).sign(&timestamp, &token);
+    let boundary = "mailtrail-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in [
+        ("event", "dropped"),
+        ("recipient", "alice@example.com"),
+        ("Message-Id", "<m@x>"),
+        ("reason", "hardfail"),
+        ("code", "605"),
+        ("backer_id", "42"),
+        ("project_id", "7"),
+        ("timestamp", timestamp.as_str()),
+        ("token", token.as_str()),
+        ("signature", signature.as_str()),
+    ] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    // A 2 MB attachment of binary bytes, as a returned message can be.
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"attachment-1\"; filename=\"message.mime\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend((0..2_000_000u32).map(|i| (i % 251) as u8));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+
+    let response = receiver
+        .post(&format!("multipart/form-data; boundary={boundary}"), body)
+        .await;
+    assert_eq!(response.status(), 200);
+    let queued = redis.list("events");
+    assert_eq!(queued.len(), 1);
+    assert!(
+        queued[0].len() < 4_000,
+        "the attachment was queued: {} bytes",
+        queued[0].len()
+    );
+    let envelope = mailtrail_core::Envelope::from_json(&queued[0]).unwrap();
+    let format =
+        mailtrail_core::mailgun::WebhookFormat::from_content_type(&envelope.content_type).unwrap();
+    let event =
+        mailtrail_core::mailgun::parse_event(&format, &envelope.body_bytes().unwrap(), 0).unwrap();
+    assert_eq!(event.delivery_code.as_deref(), Some("605"));
+    assert_eq!(event.variables.integer("backer_id"), Ok(Some(42)));
+}

@@ -39,6 +39,46 @@ pub fn parse_event(
     fields(body, boundary)?.event(fallback_micros)
 }
 
+/// The body rebuilt without its file parts, for queuing.
+///
+/// Legacy bounces attach the returned message as `attachment-N` file parts, which can be
+/// megabytes and never matter for delivery status. The receiver queues this instead of the raw
+/// body, so an attachment is held once (as received) and never copied into Redis. The text parts
+/// are kept byte for byte, in order, between CRLF delimiters, so the result reads exactly like
+/// the original everywhere but the attachments.
+pub fn without_file_parts(body: &[u8], boundary: &str) -> Result<Vec<u8>, ParseError> {
+    let parts = split_parts(body, boundary)?;
+    let delimiter = format!("--{boundary}");
+    let kept: Vec<&[u8]> = parts
+        .into_iter()
+        .filter(|part| !is_file_part(part))
+        .collect();
+    let size = kept
+        .iter()
+        .map(|part| part.len() + delimiter.len() + 4)
+        .sum::<usize>();
+    let mut rebuilt = Vec::with_capacity(size + delimiter.len() + 4);
+    for part in kept {
+        rebuilt.extend_from_slice(delimiter.as_bytes());
+        rebuilt.extend_from_slice(b"\r\n");
+        rebuilt.extend_from_slice(part);
+        rebuilt.extend_from_slice(b"\r\n");
+    }
+    rebuilt.extend_from_slice(delimiter.as_bytes());
+    rebuilt.extend_from_slice(b"--\r\n");
+    Ok(rebuilt)
+}
+
+/// True for a part with a filename (an attachment).
+fn is_file_part(part: &[u8]) -> bool {
+    let (headers, _) = split_headers(part);
+    content_disposition(&String::from_utf8_lossy(headers)).is_some_and(|disposition| {
+        parameters(&disposition).iter().any(|(name, _)| {
+            name.eq_ignore_ascii_case("filename") || name.eq_ignore_ascii_case("filename*")
+        })
+    })
+}
+
 /// The text fields of the body in order; file parts are skipped.
 fn fields<'a>(body: &'a [u8], boundary: &str) -> Result<LegacyFields<'a>, ParseError> {
     let fields = split_parts(body, boundary)?
@@ -345,6 +385,28 @@ mod tests {
             assert_eq!(event.variables.integer("project_id"), Ok(Some(7)));
             assert_eq!(event.variables.as_map().len(), 2, "{:?}", event.variables);
             assert_eq!(effect_of(&event), Effect::Status(DeliveryStatus::Dropped));
+        }
+    }
+
+    #[test]
+    fn dropping_the_attachments_keeps_every_field_and_the_signature() {
+        for newline in ["\r\n", "\n"] {
+            let body = multipart(&dropped_with_attachment(), newline);
+            let stripped = without_file_parts(&body, BOUNDARY).unwrap();
+            assert!(stripped.len() < body.len());
+            assert!(
+                !stripped
+                    .windows(ATTACHMENT.len())
+                    .any(|window| window == ATTACHMENT)
+            );
+            assert_eq!(
+                read_signature(&stripped, BOUNDARY).unwrap(),
+                read_signature(&body, BOUNDARY).unwrap()
+            );
+            assert_eq!(
+                parse_event(&stripped, BOUNDARY, 0).unwrap(),
+                parse_event(&body, BOUNDARY, 0).unwrap()
+            );
         }
     }
 
