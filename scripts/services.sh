@@ -10,7 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_HOST=127.0.0.1 PG_PORT=5432 REDIS_HOST=127.0.0.1 REDIS_PORT=6379
+PG_HOST=127.0.0.1 REDIS_HOST=127.0.0.1
+# Overridable to try the fallbacks without touching the servers on the standard ports.
+PG_PORT="${MAILTRAIL_DEV_PG_PORT:-5432}" REDIS_PORT="${MAILTRAIL_DEV_REDIS_PORT:-6379}"
 DEV_DIR="$PWD/.dev"
 
 listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
