@@ -110,7 +110,19 @@ pub struct Queue {
 impl Queue {
     /// Connects with a connection that reconnects by itself after a Redis restart.
     pub async fn connect(settings: &QueueSettings) -> Result<Self, QueueError> {
-        let connection = connect_manager(&settings.url, settings.response_timeout).await?;
+        let connection = connect_manager(&settings.url, settings.response_timeout)?;
+        Ok(Self {
+            connection,
+            keys: QueueKeys::new(settings.prefix.clone()),
+        })
+    }
+
+    /// Like [`Queue::connect`], without awaiting: the connection is made on first use, by the
+    /// async runtime that uses it first, which then drives it. The receiver opens one per HTTP
+    /// worker thread this way, so a request and its Redis connection share a thread instead of
+    /// handing every command to a connection task on another thread.
+    pub fn connect_lazy(settings: &QueueSettings) -> Result<Self, QueueError> {
+        let connection = connect_manager(&settings.url, settings.response_timeout)?;
         Ok(Self {
             connection,
             keys: QueueKeys::new(settings.prefix.clone()),
@@ -394,8 +406,7 @@ impl WorkerQueue {
         let blocking = connect_manager(
             &settings.url,
             block + settings.response_timeout + Duration::from_secs(1),
-        )
-        .await?;
+        )?;
         Ok(Self {
             queue,
             blocking,
@@ -458,6 +469,22 @@ impl WorkerQueue {
         Ok(items)
     }
 
+    /// Claims up to `max` envelopes that are already waiting, without blocking: empty when the
+    /// backlog is. Lets the worker fetch its next batch while the current one is being written.
+    pub async fn claim_waiting(&self, max: usize) -> Result<Vec<String>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = self.queue.keys();
+        let mut connection = self.queue.connection();
+        Ok(scripts::CLAIM
+            .key(keys.events())
+            .key(keys.processing(&self.worker))
+            .arg(max)
+            .invoke_async(&mut connection)
+            .await?)
+    }
+
     /// Dead-letters, acknowledges and counts a processed batch in one atomic step. Call only after
     /// the batch's Postgres transaction committed.
     pub async fn settle(&self, settlement: &Settlement) -> Result<(), QueueError> {
@@ -486,8 +513,10 @@ impl WorkerQueue {
             .key(keys.skipped())
             .arg(removed.len())
             .arg(dead_entries.len());
-        // Newest first: the processing list holds them newest at the head.
-        for envelope in removed.iter().rev() {
+        // In claim order, oldest first: a batch is the oldest part of the processing list, at
+        // its tail, and the script removes from the tail, so each LREM finds its envelope at
+        // once even while the next batch (claimed during this one's write) sits at the head.
+        for envelope in &removed {
             invocation.arg(*envelope);
         }
         for entry in &dead_entries {
@@ -502,10 +531,7 @@ impl WorkerQueue {
     }
 }
 
-async fn connect_manager(
-    url: &str,
-    response_timeout: Duration,
-) -> Result<ConnectionManager, QueueError> {
+fn connect_manager(url: &str, response_timeout: Duration) -> Result<ConnectionManager, QueueError> {
     let client = redis::Client::open(url)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(response_timeout))

@@ -48,15 +48,16 @@ return items
 /// from the processing list, then skip counters move, all at once.
 ///
 /// KEYS: processing list, dead list, skipped hash.
-/// ARGV: n envelopes, m dead entries, then the n envelopes (newest first, so each LREM finds its
-/// envelope at the head), the m dead entries, and (reason, count) pairs.
+/// ARGV: n envelopes, m dead entries, then the n envelopes (oldest first: each LREM searches from
+/// the tail, where the oldest claimed envelopes are, so it finds its envelope at once even when a
+/// newer batch is already claimed at the head), the m dead entries, and (reason, count) pairs.
 pub(crate) static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
 for i = 3 + n, 2 + n + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
-for i = 3, 2 + n do redis.call('LREM', KEYS[1], 1, ARGV[i]) end
+for i = 3, 2 + n do redis.call('LREM', KEYS[1], -1, ARGV[i]) end
 for i = 3 + n + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
 return n
 ",

@@ -83,26 +83,36 @@ impl Application {
                 source,
             })?
             .port();
-        let queue = Queue::connect(&QueueSettings {
+        let settings = QueueSettings {
             url: config.redis_url.clone(),
             prefix: config.redis_prefix.clone(),
             response_timeout: config.redis_timeout,
-        })
-        .await?;
+        };
+        let queue = Queue::connect(&settings).await?;
         check_redis_durability(&queue, config.require_noeviction).await?;
-        let state = web::Data::new(AppState {
-            queue,
-            signing_keys: config.signing_keys.clone(),
-            timestamp_window_secs: i64::try_from(config.timestamp_window.as_secs())
-                .unwrap_or(i64::MAX),
-            token_ttl: config.token_ttl,
-            backlog_cap: config.backlog_cap,
-            metrics: std::sync::Arc::new(metrics::ReceiverMetrics::new()),
-        });
+        let metrics = std::sync::Arc::new(metrics::ReceiverMetrics::new());
+        let signing_keys = config.signing_keys.clone();
+        let timestamp_window_secs =
+            i64::try_from(config.timestamp_window.as_secs()).unwrap_or(i64::MAX);
+        let (token_ttl, backlog_cap) = (config.token_ttl, config.backlog_cap);
         let body_limit = config.body_limit_bytes;
         let mut server = HttpServer::new(move || {
+            // One Redis connection per HTTP worker thread, made and driven on that thread: a
+            // single connection shared by all workers is driven by a task on another thread, so
+            // every push would cross threads twice. Each connection still multiplexes (and so
+            // pipelines) all of its worker's requests, and reconnects by itself. The URL was
+            // checked by `Queue::connect` above, so the fallback to the shared one is a formality.
+            let queue = Queue::connect_lazy(&settings).unwrap_or_else(|_| queue.clone());
+            let state = web::Data::new(AppState {
+                queue,
+                signing_keys: signing_keys.clone(),
+                timestamp_window_secs,
+                token_ttl,
+                backlog_cap,
+                metrics: std::sync::Arc::clone(&metrics),
+            });
             App::new()
-                .app_data(state.clone())
+                .app_data(state)
                 .app_data(web::PayloadConfig::new(body_limit))
                 .service(
                     web::resource("/webhooks/mailgun")

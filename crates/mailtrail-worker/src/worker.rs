@@ -106,6 +106,7 @@ pub async fn run(
     let mut last_heartbeat: Option<Instant> = None;
     let mut last_reap = Instant::now();
     let mut redis_backoff = Backoff::new("redis");
+    let mut prefetched: Option<SortedBatch> = None;
 
     while !*shutdown.borrow() {
         if last_heartbeat.is_none_or(|at| at.elapsed() >= heartbeat_every) {
@@ -127,33 +128,45 @@ pub async fn run(
             reap_and_watch_backlog(&queue, &config).await;
         }
 
-        let batch = match queue
-            .claim_batch(config.batch_size, config.claim_block)
-            .await
-        {
-            Ok(batch) => batch,
-            Err(error) => {
-                redis_backoff.failed(&error, &mut shutdown).await;
-                continue;
+        let mut sorted = match prefetched.take() {
+            Some(sorted) => sorted,
+            None => {
+                let batch = match queue
+                    .claim_batch(config.batch_size, config.claim_block)
+                    .await
+                {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        redis_backoff.failed(&error, &mut shutdown).await;
+                        continue;
+                    }
+                };
+                redis_backoff.recovered();
+                if batch.is_empty() {
+                    continue;
+                }
+                metrics.batch_claimed(batch.len());
+                sort_batch(batch)
             }
         };
-        redis_backoff.recovered();
-        if batch.is_empty() {
-            continue;
-        }
         let started = Instant::now();
-        metrics.batch_claimed(batch.len());
-        let mut sorted = sort_batch(batch);
-        let Some(counts) = write_batch(
-            &config,
-            &mut store,
-            &mut sorted,
-            &queue,
-            &instance,
-            &mut shutdown,
-        )
-        .await
-        else {
+        // While Postgres writes this batch, claim and classify the next one if it is already
+        // waiting, so the worker's parsing overlaps Postgres' work instead of alternating with
+        // it. The next batch is in the processing list like any claimed one: a crash or a stop
+        // before it is written requeues it.
+        let (written, next) = tokio::join!(
+            write_batch(
+                &config,
+                &mut store,
+                &mut sorted,
+                &queue,
+                &instance,
+                &mut shutdown,
+            ),
+            prefetch(&queue, config.batch_size, &metrics),
+        );
+        prefetched = next;
+        let Some(counts) = written else {
             // Shutting down during an outage: the batch stays in the processing list and is
             // requeued by `release` below.
             break;
@@ -283,6 +296,30 @@ struct SortedBatch {
     rows: Vec<(EventRow, String)>,
     /// Envelopes done without a write (skipped), and dead letters.
     settlement: Settlement,
+}
+
+/// Claims the next batch if one is already waiting, and classifies it off the async threads.
+/// `None` when the backlog is empty or Redis failed; the loop then claims the usual way.
+async fn prefetch(queue: &WorkerQueue, max: usize, metrics: &WorkerMetrics) -> Option<SortedBatch> {
+    let batch = match queue.claim_waiting(max).await {
+        Ok(batch) => batch,
+        Err(error) => {
+            tracing::debug!(%error, "could not claim the next batch ahead; claiming it later");
+            return None;
+        }
+    };
+    if batch.is_empty() {
+        return None;
+    }
+    metrics.batch_claimed(batch.len());
+    match tokio::task::spawn_blocking(move || sort_batch(batch)).await {
+        Ok(sorted) => Some(sorted),
+        // A panic while classifying must crash the worker as it would without the prefetch, so
+        // the batch is requeued and counted towards poison detection.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Cancelled: the runtime is shutting down; the batch is requeued at the next start.
+        Err(_) => None,
+    }
 }
 
 /// Splits a claimed batch into rows to write and what to settle after the write.

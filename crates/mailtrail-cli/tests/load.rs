@@ -1,0 +1,196 @@
+//! `mailtrail load` against the real receiver (in this process, on port 0), Redis and Postgres:
+//! what it reports is what happened. Nothing here asserts a speed; benchmarks are not tests.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use diesel::QueryDsl;
+use diesel_async::RunQueryDsl;
+use mailtrail_core::Envelope;
+use mailtrail_core::mailgun::{WebhookFormat, read_signature};
+use mailtrail_receiver::{Application, ReceiverConfig};
+use mailtrail_store::schema::{email_events, sent_emails};
+use mailtrail_testing::{TestDatabase, TestRedis};
+use mailtrail_worker::classify::{Verdict, classify};
+use serde_json::Value;
+use support::Mailtrail;
+
+const KEY: &str = "load-test-key";
+
+/// Starts a receiver on port 0 under the test's Redis prefix; returns its base URL.
+async fn start_receiver(redis: &TestRedis) -> String {
+    let vars = [
+        ("REDIS_URL", redis.url()),
+        ("MAILTRAIL_SIGNING_KEYS", KEY),
+        ("MAILTRAIL_BIND", "127.0.0.1:0"),
+        ("MAILTRAIL_REDIS_PREFIX", redis.prefix()),
+        ("MAILTRAIL_HTTP_WORKERS", "1"),
+    ];
+    let env = envy::from_iter(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    let receiver = Application::build(ReceiverConfig::from_vars(env).unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", receiver.port());
+    tokio::spawn(receiver.run_until_stopped());
+    url
+}
+
+fn report(stdout: &str) -> Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+}
+
+/// The `event-data.id` of every queued webhook.
+fn queued_event_ids(redis: &TestRedis) -> Vec<String> {
+    redis
+        .list("events")
+        .iter()
+        .map(|line| {
+            let envelope = Envelope::from_json(line).unwrap();
+            let body: Value = serde_json::from_slice(&envelope.body_bytes().unwrap()).unwrap();
+            body["event-data"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_speed_run_counts_its_200s_and_the_backlog_grew_by_as_many() {
+    let redis = TestRedis::new();
+    let url = start_receiver(&redis).await;
+    let run = Mailtrail::new(&[
+        "load",
+        "--url",
+        &url,
+        "--connections",
+        "4",
+        "--duration",
+        "1s",
+        "--bodies",
+        "400",
+        "--json",
+    ])
+    .env("MAILTRAIL_SIGNING_KEYS", KEY)
+    .run()
+    .await
+    .success();
+    let report = report(&run.stdout);
+    let ok = report["ok"].as_u64().unwrap();
+    assert!(ok > 0, "{report}");
+    assert_eq!(report["answered"].as_u64().unwrap(), ok, "{report}");
+    assert_eq!(report["transport_errors"], 0, "{report}");
+    assert_eq!(report["non_200"], Value::Array(vec![]), "{report}");
+    assert!(report["p50_ms"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+    // Every 200 is one envelope on the backlog: unique tokens, so none was a duplicate.
+    let queued = queued_event_ids(&redis);
+    assert_eq!(queued.len() as u64, ok);
+    assert_eq!(queued.iter().collect::<BTreeSet<_>>().len() as u64, ok);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_rate_run_sends_what_is_due_and_logs_every_accepted_webhook() {
+    let redis = TestRedis::new();
+    let url = start_receiver(&redis).await;
+    let sent_log =
+        std::env::temp_dir().join(format!("{}-sent.csv", redis.prefix().trim_end_matches(':')));
+    let run = Mailtrail::new(&[
+        "load",
+        "--url",
+        &url,
+        "--connections",
+        "2",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--sent-log",
+        sent_log.to_str().unwrap(),
+        "--json",
+    ])
+    .env("MAILTRAIL_SIGNING_KEYS", KEY)
+    .run()
+    .await
+    .success();
+    let report = report(&run.stdout);
+    // 200 per second for one second: requests due at 0, 5, ..., 995 ms.
+    assert_eq!(report["ok"], 200, "{report}");
+    assert_eq!(report["offered_rate"], 200, "{report}");
+    let logged: BTreeSet<String> = std::fs::read_to_string(&sent_log)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (event_id, sent_at_us) = line.split_once(',').unwrap();
+            assert!(sent_at_us.parse::<i64>().unwrap() > 1_700_000_000_000_000);
+            event_id.to_owned()
+        })
+        .collect();
+    let _ = std::fs::remove_file(&sent_log);
+    let queued: BTreeSet<String> = queued_event_ids(&redis).into_iter().collect();
+    assert_eq!(logged.len(), 200);
+    assert_eq!(logged, queued);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fill_pushes_exactly_n_envelopes_the_worker_would_store() {
+    let redis = TestRedis::new();
+    // More than two pipelined chunks, and not a multiple of the chunk size.
+    let run = Mailtrail::new(&["load", "--fill", "2345", "--json"])
+        .redis(&redis)
+        .env("MAILTRAIL_SIGNING_KEYS", KEY)
+        .run()
+        .await
+        .success();
+    assert_eq!(report(&run.stdout)["count"], 2345);
+    let envelopes = redis.list("events");
+    assert_eq!(envelopes.len(), 2345);
+    let mut tokens = BTreeSet::new();
+    for line in &envelopes {
+        let envelope = Envelope::from_json(line).unwrap();
+        assert_eq!(envelope.content_type, "application/json");
+        let body = envelope.body_bytes().unwrap();
+        assert!((1900..=2300).contains(&body.len()), "{}", body.len());
+        tokens.insert(
+            read_signature(&WebhookFormat::Json, &body)
+                .unwrap()
+                .token
+                .to_string(),
+        );
+        assert!(matches!(classify(line), Verdict::Store(_)), "{line}");
+    }
+    assert_eq!(tokens.len(), 2345);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sql_baseline_writes_every_event_with_the_stores_statement() {
+    let database = TestDatabase::create().await;
+    let run = Mailtrail::new(&[
+        "load",
+        "--sql-baseline",
+        "1200",
+        "--batch-size",
+        "500",
+        "--json",
+    ])
+    .database(&database)
+    .run()
+    .await
+    .success();
+    let report = report(&run.stdout);
+    assert_eq!(report["count"], 1200, "{report}");
+    assert_eq!(report["batch_size"], 500, "{report}");
+    let mut connection = database.connect().await;
+    let events: i64 = email_events::table
+        .count()
+        .get_result(&mut connection)
+        .await
+        .unwrap();
+    let rows: i64 = sent_emails::table
+        .count()
+        .get_result(&mut connection)
+        .await
+        .unwrap();
+    // Three events (accepted, delivered, opened) per message.
+    assert_eq!((events, rows), (1200, 400));
+}
