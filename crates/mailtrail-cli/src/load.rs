@@ -88,7 +88,7 @@ pub struct LoadArgs {
     #[arg(long, conflicts_with_all = ["rate", "fill", "sent_log"])]
     pub sql_baseline: Option<usize>,
     /// Events per statement for --sql-baseline (the worker's MAILTRAIL_BATCH_SIZE).
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Print the result as one JSON object.
     #[arg(long)]

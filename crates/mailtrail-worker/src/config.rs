@@ -54,7 +54,7 @@ fn default_prefix() -> String {
     "mailtrail:".to_owned()
 }
 fn default_batch_size() -> usize {
-    500
+    1_000
 }
 fn default_claim_block_ms() -> u64 {
     1_000
@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn defaults_apply_and_the_database_url_never_prints() {
         let config = env(&[("DATABASE_URL", "postgres://u:secret@h/db")]).unwrap();
-        assert_eq!(config.batch_size, 500);
+        assert_eq!(config.batch_size, 1_000);
         assert_eq!(config.redis_prefix, "mailtrail:");
         assert!(
             config
