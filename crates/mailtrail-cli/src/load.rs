@@ -547,6 +547,13 @@ fn build_envelopes(key: &SigningKey, count: usize) -> Vec<String> {
         .collect()
 }
 
+/// The configured signing key, or a stand-in for modes whose envelopes no one verifies.
+fn unchecked_key(config: &CliConfig) -> SigningKey {
+    config
+        .signing_key()
+        .unwrap_or_else(|_| SigningKey::new("mailtrail-load-fill"))
+}
+
 /// `--fill N`: pushes `count` envelopes onto the backlog in pipelined `LPUSH` chunks.
 async fn fill(
     config: &CliConfig,
@@ -556,10 +563,7 @@ async fn fill(
 ) -> anyhow::Result<()> {
     // Unsigned runs are fine here: the worker does not check signatures. Sign anyway when a key
     // is configured, so the envelopes are exactly what the receiver would queue.
-    let key = config
-        .signing_key()
-        .unwrap_or_else(|_| SigningKey::new("mailtrail-load-fill"));
-    let envelopes = build_envelopes(&key, count);
+    let envelopes = build_envelopes(&unchecked_key(config), count);
     let queue = crate::connect_queue(config).await?;
     let backlog = queue.keys().events();
     let mut connection = queue.connection();
@@ -594,10 +598,7 @@ async fn sql_baseline(
     out: &mut dyn Write,
     json: bool,
 ) -> anyhow::Result<()> {
-    let key = config
-        .signing_key()
-        .unwrap_or_else(|_| SigningKey::new("mailtrail-load-fill"));
-    let rows: Vec<_> = build_envelopes(&key, count)
+    let rows: Vec<_> = build_envelopes(&unchecked_key(config), count)
         .iter()
         .filter_map(
             |envelope| match mailtrail_worker::classify::classify(envelope) {

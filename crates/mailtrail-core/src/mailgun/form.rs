@@ -652,7 +652,6 @@ mod tests {
         assert_eq!(event.recipient.as_deref(), Some("%"));
     }
 
-    /// The corpus directory, or `None` (with a note) when the variable is unset.
     #[test]
     fn every_legacy_form_in_the_corpus_reads_as_its_manifest_says() {
         let Some(dir) = super::super::corpus_dir() else {

@@ -539,7 +539,6 @@ mod tests {
         assert!(event.variables.integer("backer_id").is_err());
     }
 
-    /// The corpus directory, or `None` (with a note) when the variable is unset.
     #[test]
     fn every_legacy_multipart_in_the_corpus_reads_as_its_manifest_says() {
         let Some(dir) = super::super::corpus_dir() else {
