@@ -17,6 +17,6 @@ mod scripts;
 pub use error::QueueError;
 pub use keys::QueueKeys;
 pub use queue::{
-    DeadLetter, POISON_CAP, POISON_WINDOW, PushOutcome, Queue, QueueSettings, RedisDurability,
-    Requeued, Settlement, WorkerQueue, now_ms,
+    ClaimedBatch, DeadLetter, POISON_CAP, POISON_WINDOW, PushOutcome, Queue, QueueSettings,
+    RedisDurability, Requeued, SettledBy, Settlement, WorkerQueue, now_ms,
 };

@@ -393,6 +393,38 @@ pub struct Settlement {
     pub dead: Vec<(String, String)>,
     /// Skipped events by reason.
     pub skipped: Vec<(String, u64)>,
+    /// The claimed batch this settles, when it settles all of it: lets the queue remove the
+    /// batch by position instead of envelope by envelope.
+    pub claimed: Option<ClaimedBatch>,
+}
+
+/// How [`WorkerQueue::settle`] found the envelopes it removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettledBy {
+    /// The whole batch, by its position at the tail of the processing list (one `LTRIM`).
+    Position,
+    /// Envelope by envelope (`LREM`), wherever each was.
+    Value,
+}
+
+/// A batch as claimed: its size and its two ends, enough to find it again in the processing
+/// list without sending every envelope back to Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedBatch {
+    len: usize,
+    oldest: String,
+    newest: String,
+}
+
+impl ClaimedBatch {
+    /// Describes `batch` as returned by a claim (oldest first); `None` when it is empty.
+    pub fn of(batch: &[String]) -> Option<Self> {
+        Some(Self {
+            len: batch.len(),
+            oldest: batch.first()?.clone(),
+            newest: batch.last()?.clone(),
+        })
+    }
 }
 
 impl WorkerQueue {
@@ -487,21 +519,49 @@ impl WorkerQueue {
 
     /// Dead-letters, acknowledges and counts a processed batch in one atomic step. Call only after
     /// the batch's Postgres transaction committed.
-    pub async fn settle(&self, settlement: &Settlement) -> Result<(), QueueError> {
+    pub async fn settle(&self, settlement: &Settlement) -> Result<SettledBy, QueueError> {
+        let dead_entries = self.dead_entries(settlement)?;
+        let settled_whole = settlement
+            .claimed
+            .as_ref()
+            .filter(|claimed| claimed.len == settlement.done.len() + settlement.dead.len());
+        if let Some(claimed) = settled_whole {
+            let keys = self.queue.keys();
+            let mut invocation = scripts::SETTLE_CLAIMED.key(keys.processing(&self.worker));
+            invocation
+                .key(keys.dead())
+                .key(keys.skipped())
+                .arg(claimed.len)
+                .arg(&claimed.oldest)
+                .arg(&claimed.newest)
+                .arg(dead_entries.len());
+            for entry in &dead_entries {
+                invocation.arg(entry);
+            }
+            for (reason, count) in &settlement.skipped {
+                invocation.arg(reason).arg(*count);
+            }
+            let mut connection = self.queue.connection();
+            let settled: i64 = invocation.invoke_async(&mut connection).await?;
+            if settled >= 0 {
+                return Ok(SettledBy::Position);
+            }
+            tracing::debug!(
+                worker = self.worker,
+                "the batch is not at the tail of the processing list; settling it by value"
+            );
+        }
+        self.settle_by_value(settlement, &dead_entries).await?;
+        Ok(SettledBy::Value)
+    }
+
+    /// Removes each settled envelope by value (`LREM`), wherever it is in the processing list.
+    async fn settle_by_value(
+        &self,
+        settlement: &Settlement,
+        dead_entries: &[String],
+    ) -> Result<(), QueueError> {
         let keys = self.queue.keys();
-        let dead_at_ms = now_ms();
-        let dead_entries: Vec<String> = settlement
-            .dead
-            .iter()
-            .map(|(envelope, reason)| {
-                serde_json::to_string(&DeadLetter {
-                    reason: reason.clone(),
-                    dead_at_ms,
-                    worker: self.worker.clone(),
-                    envelope: envelope.clone(),
-                })
-            })
-            .collect::<Result<_, _>>()?;
         let removed: Vec<&String> = settlement
             .done
             .iter()
@@ -519,7 +579,7 @@ impl WorkerQueue {
         for envelope in &removed {
             invocation.arg(*envelope);
         }
-        for entry in &dead_entries {
+        for entry in dead_entries {
             invocation.arg(entry);
         }
         for (reason, count) in &settlement.skipped {
@@ -528,6 +588,23 @@ impl WorkerQueue {
         let mut connection = self.queue.connection();
         let _: i64 = invocation.invoke_async(&mut connection).await?;
         Ok(())
+    }
+
+    /// The settlement's dead letters, as stored in the dead list.
+    fn dead_entries(&self, settlement: &Settlement) -> Result<Vec<String>, QueueError> {
+        let dead_at_ms = now_ms();
+        Ok(settlement
+            .dead
+            .iter()
+            .map(|(envelope, reason)| {
+                serde_json::to_string(&DeadLetter {
+                    reason: reason.clone(),
+                    dead_at_ms,
+                    worker: self.worker.clone(),
+                    envelope: envelope.clone(),
+                })
+            })
+            .collect::<Result<_, _>>()?)
     }
 }
 

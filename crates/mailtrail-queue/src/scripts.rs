@@ -64,6 +64,33 @@ return n
     )
 });
 
+/// Settles a whole claimed batch by position: when the batch is still the oldest part of the
+/// processing list (at its tail), removes it with one `LTRIM` instead of one `LREM` per envelope.
+///
+/// KEYS: processing list, dead list, skipped hash.
+/// ARGV: batch size n, the batch's oldest envelope, its newest, m dead entries count, the m dead
+/// entries, then (reason, count) pairs.
+///
+/// Claims only ever add at the head, so the n envelopes at the tail are the batch exactly when
+/// the tail is its oldest envelope and the n-th from the tail its newest; both are checked. If
+/// not (the list was changed by someone else), nothing happens and -1 is returned: the caller
+/// then settles by value with [`SETTLE`]. Sending two envelopes instead of all n, and an `LTRIM`
+/// instead of n `LREM`s into the append-only file, is most of Redis' work per batch.
+pub(crate) static SETTLE_CLAIMED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = tonumber(ARGV[1])
+if n < 1 or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[2]
+  or redis.call('LINDEX', KEYS[1], -n) ~= ARGV[3] then return -1 end
+local m = tonumber(ARGV[4])
+for i = 5, 4 + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+redis.call('LTRIM', KEYS[1], 0, -n - 1)
+for i = 5 + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+return n
+",
+    )
+});
+
 /// Moves a processing list back onto the backlog's consumer end, so its envelopes are taken
 /// next, in their original order; each is re-inserted before it is removed.
 ///

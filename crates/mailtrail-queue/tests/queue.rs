@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use mailtrail_queue::{PushOutcome, Queue, QueueSettings, Settlement, WorkerQueue};
+use mailtrail_queue::{
+    ClaimedBatch, PushOutcome, Queue, QueueSettings, SettledBy, Settlement, WorkerQueue,
+};
 use mailtrail_testing::TestRedis;
 
 fn settings(redis: &TestRedis) -> QueueSettings {
@@ -79,6 +81,7 @@ async fn batches_are_claimed_oldest_first_and_settled_after_the_write() {
             done: vec!["1".into(), "3".into()],
             dead: vec![("2".into(), "unreadable".into())],
             skipped: vec![("missing_backer_id".into(), 1)],
+            claimed: None,
         })
         .await
         .unwrap();
@@ -118,6 +121,106 @@ async fn batches_are_claimed_oldest_first_and_settled_after_the_write() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whole_batch_is_settled_by_position_while_the_next_one_is_claimed() {
+    let redis = TestRedis::new();
+    let worker = worker(&redis, "w1").await;
+    for item in ["1", "2", "3", "4", "5", "6"] {
+        worker.queue().push_envelope(item).await.unwrap();
+    }
+    let first = worker
+        .claim_batch(3, Duration::from_millis(100))
+        .await
+        .unwrap();
+    // The next batch is claimed while the first is being written, as the worker does.
+    let second = worker.claim_waiting(2).await.unwrap();
+    assert_eq!(redis.list("processing:w1"), ["5", "4", "3", "2", "1"]);
+
+    let settled = worker
+        .settle(&Settlement {
+            done: vec!["1".into(), "3".into()],
+            dead: vec![("2".into(), "unreadable".into())],
+            skipped: vec![("missing_backer_id".into(), 1)],
+            claimed: ClaimedBatch::of(&first),
+        })
+        .await
+        .unwrap();
+    assert_eq!(settled, SettledBy::Position);
+    assert_eq!(redis.list("processing:w1"), ["5", "4"]);
+    let dead = worker.queue().dead_letters(0, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].1.as_ref().unwrap().envelope, "2");
+    assert_eq!(
+        worker.queue().skipped_counts().await.unwrap(),
+        [("missing_backer_id".to_owned(), 1)]
+    );
+
+    let settled = worker
+        .settle(&Settlement {
+            claimed: ClaimedBatch::of(&second),
+            done: second,
+            ..Settlement::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(settled, SettledBy::Position);
+    assert!(redis.list("processing:w1").is_empty());
+    assert_eq!(redis.list("events"), ["6"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_no_longer_at_the_tail_is_settled_by_value() {
+    let redis = TestRedis::new();
+    let worker = worker(&redis, "w1").await;
+    for item in ["1", "2", "3"] {
+        worker.queue().push_envelope(item).await.unwrap();
+    }
+    let batch = worker
+        .claim_batch(3, Duration::from_millis(100))
+        .await
+        .unwrap();
+    // Someone else changed the processing list: an envelope now sits after the batch's oldest.
+    let processing = format!("{}processing:w1", redis.prefix());
+    command(&redis, &["RPUSH", &processing, "foreign"]);
+
+    let settled = worker
+        .settle(&Settlement {
+            done: vec!["1".into(), "2".into()],
+            dead: vec![("3".into(), "unreadable".into())],
+            skipped: vec![("missing_backer_id".into(), 2)],
+            claimed: ClaimedBatch::of(&batch),
+        })
+        .await
+        .unwrap();
+    assert_eq!(settled, SettledBy::Value);
+    assert_eq!(redis.list("processing:w1"), ["foreign"]);
+    let dead = worker.queue().dead_letters(0, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "dead-lettered once, not by both paths");
+    assert_eq!(
+        worker.queue().skipped_counts().await.unwrap(),
+        [("missing_backer_id".to_owned(), 2)],
+        "counted once, not by both paths"
+    );
+
+    // A settlement that covers only part of its batch is settled by value too.
+    worker.queue().push_envelope("4").await.unwrap();
+    worker.queue().push_envelope("5").await.unwrap();
+    let batch = worker
+        .claim_batch(2, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let settled = worker
+        .settle(&Settlement {
+            done: vec!["4".into()],
+            claimed: ClaimedBatch::of(&batch),
+            ..Settlement::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(settled, SettledBy::Value);
+    assert_eq!(redis.list("processing:w1"), ["5", "foreign"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

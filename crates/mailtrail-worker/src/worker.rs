@@ -7,7 +7,8 @@
 //! 2. **write** upserts the batch into Postgres in one statement; a transient failure keeps the
 //!    batch in hand and retries it with backoff, for as long as it takes;
 //! 3. **settle** removes the envelopes from the processing list, dead-letters the unreadable ones
-//!    and counts the skipped ones, in one Lua script, only after the write committed.
+//!    and counts the skipped ones, in one Lua script, only after the write committed (while the
+//!    next batch is being written, so Postgres does not wait for Redis).
 //!
 //! A crash between 2 and 3 leaves the batch in the processing list; it is requeued (by this
 //! worker at its next start, or by another worker's reaper once the lease expires) and written
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailtrail_queue::{QueueSettings, Settlement, WorkerQueue};
+use mailtrail_queue::{ClaimedBatch, QueueSettings, Settlement, WorkerQueue};
 use mailtrail_store::{EventRow, StoreConnection, StoreError, UpsertCounts, upsert_events};
 use tokio::sync::watch;
 
@@ -107,6 +108,7 @@ pub async fn run(
     let mut last_reap = Instant::now();
     let mut redis_backoff = Backoff::new("redis");
     let mut prefetched: Option<SortedBatch> = None;
+    let mut unsettled: Option<WrittenBatch> = None;
 
     while !*shutdown.borrow() {
         if last_heartbeat.is_none_or(|at| at.elapsed() >= heartbeat_every) {
@@ -131,6 +133,13 @@ pub async fn run(
         let mut sorted = match prefetched.take() {
             Some(sorted) => sorted,
             None => {
+                // About to wait for work: settle what was written first, so its envelopes do
+                // not sit in the processing list for the length of the wait.
+                if let Some(written) = unsettled.take()
+                    && !settle(&queue, written, &metrics, shutdown.clone()).await
+                {
+                    break;
+                }
                 let batch = match queue
                     .claim_batch(config.batch_size, config.claim_block)
                     .await
@@ -150,11 +159,14 @@ pub async fn run(
             }
         };
         let started = Instant::now();
-        // While Postgres writes this batch, claim and classify the next one if it is already
-        // waiting, so the worker's parsing overlaps Postgres' work instead of alternating with
-        // it. The next batch is in the processing list like any claimed one: a crash or a stop
-        // before it is written requeues it.
-        let (written, next) = tokio::join!(
+        // While Postgres writes this batch, settle the previous one (committed already) and
+        // claim and classify the next one if it is already waiting, so Redis, the worker's
+        // parsing and Postgres work at the same time instead of taking turns. The next batch is
+        // in the processing list like any claimed one, and the previous one stays there until
+        // settled: a crash or a stop at any point requeues them.
+        let previous = unsettled.take();
+        let settle_shutdown = shutdown.clone();
+        let (written, next, settled) = tokio::join!(
             write_batch(
                 &config,
                 &mut store,
@@ -164,6 +176,12 @@ pub async fn run(
                 &mut shutdown,
             ),
             prefetch(&queue, config.batch_size, &metrics),
+            async {
+                match previous {
+                    Some(previous) => settle(&queue, previous, &metrics, settle_shutdown).await,
+                    None => true,
+                }
+            },
         );
         prefetched = next;
         let Some(counts) = written else {
@@ -171,34 +189,20 @@ pub async fn run(
             // requeued by `release` below.
             break;
         };
-        let settlement = sorted.settlement;
-        let settled =
-            with_redis_retry(&mut shutdown, "settle batch", || queue.settle(&settlement)).await;
-        if settled.is_none() {
+        unsettled = Some(WrittenBatch {
+            settlement: sorted.settlement,
+            counts,
+            started,
+        });
+        if !settled {
             break;
         }
-        tracing::debug!(
-            batch.size = settlement.done.len() + settlement.dead.len(),
-            events.inserted = counts.events_inserted,
-            rows.upserted = counts.rows_upserted,
-            dead = settlement.dead.len(),
-            duration_ms = started.elapsed().as_millis() as u64,
-            "batch settled"
-        );
-        for (_, reason) in &settlement.dead {
-            tracing::warn!(reason, "dead-lettered an envelope");
-        }
-        let skipped: u64 = settlement.skipped.iter().map(|(_, count)| count).sum();
-        metrics.batch_settled(&BatchReport {
-            stored: (settlement.done.len() as u64).saturating_sub(skipped),
-            skipped: &settlement.skipped,
-            dead: settlement.dead.len() as u64,
-            events_inserted: counts.events_inserted.max(0) as u64,
-            rows_upserted: counts.rows_upserted.max(0) as u64,
-            duration: started.elapsed(),
-        });
     }
 
+    // A batch written just before the stop is settled now, so it is not written again.
+    if let Some(written) = unsettled.take() {
+        settle(&queue, written, &metrics, shutdown.clone()).await;
+    }
     match queue.queue().release(worker).await {
         Ok(moved) => tracing::info!(worker, requeued = moved, "mailtrail-worker stopped"),
         Err(error) => {
@@ -298,6 +302,57 @@ struct SortedBatch {
     settlement: Settlement,
 }
 
+/// A batch whose write committed, waiting to be settled in Redis.
+struct WrittenBatch {
+    settlement: Settlement,
+    counts: UpsertCounts,
+    /// When its write started.
+    started: Instant,
+}
+
+/// Settles a written batch, retrying Redis until it answers; false if the worker was told to
+/// stop first (the batch then stays in the processing list and is requeued, and writing it again
+/// changes nothing).
+async fn settle(
+    queue: &WorkerQueue,
+    written: WrittenBatch,
+    metrics: &WorkerMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> bool {
+    let WrittenBatch {
+        settlement,
+        counts,
+        started,
+    } = written;
+    let Some(settled_by) =
+        with_redis_retry(&mut shutdown, "settle batch", || queue.settle(&settlement)).await
+    else {
+        return false;
+    };
+    tracing::debug!(
+        batch.size = settlement.done.len() + settlement.dead.len(),
+        events.inserted = counts.events_inserted,
+        rows.upserted = counts.rows_upserted,
+        dead = settlement.dead.len(),
+        ?settled_by,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "batch settled"
+    );
+    for (_, reason) in &settlement.dead {
+        tracing::warn!(reason, "dead-lettered an envelope");
+    }
+    let skipped: u64 = settlement.skipped.iter().map(|(_, count)| count).sum();
+    metrics.batch_settled(&BatchReport {
+        stored: (settlement.done.len() as u64).saturating_sub(skipped),
+        skipped: &settlement.skipped,
+        dead: settlement.dead.len() as u64,
+        events_inserted: counts.events_inserted.max(0) as u64,
+        rows_upserted: counts.rows_upserted.max(0) as u64,
+        duration: started.elapsed(),
+    });
+    true
+}
+
 /// Claims the next batch if one is already waiting, and classifies it off the async threads.
 /// `None` when the backlog is empty or Redis failed; the loop then claims the usual way.
 async fn prefetch(queue: &WorkerQueue, max: usize, metrics: &WorkerMetrics) -> Option<SortedBatch> {
@@ -325,7 +380,10 @@ async fn prefetch(queue: &WorkerQueue, max: usize, metrics: &WorkerMetrics) -> O
 /// Splits a claimed batch into rows to write and what to settle after the write.
 fn sort_batch(batch: Vec<String>) -> SortedBatch {
     let mut rows = Vec::with_capacity(batch.len());
-    let mut settlement = Settlement::default();
+    let mut settlement = Settlement {
+        claimed: ClaimedBatch::of(&batch),
+        ..Settlement::default()
+    };
     let mut skipped: BTreeMap<&'static str, u64> = BTreeMap::new();
     for raw in batch {
         match classify(&raw) {
