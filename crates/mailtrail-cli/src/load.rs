@@ -6,6 +6,10 @@
 //!   `--rate`. It reports requests/s, latency percentiles and every answer that was not 200.
 //! - **`--fill N`**: pushes `N` envelopes of the same webhooks straight onto the Redis backlog
 //!   (pipelined `LPUSH` chunks), to time a worker draining a backlog.
+//! - **`--lpush-baseline`**: the same pacing, connections and measurement as HTTP mode, but
+//!   each connection is a Redis connection sending a bare `LPUSH` of the envelope the receiver
+//!   would queue for the webhook: the latency floor the receiver's answers sit on (every push
+//!   waits for Redis' append-only-file fsync), measured at the same offered rate.
 //! - **`--sql-baseline N`**: writes the same `N` events into Postgres with exactly the store's
 //!   batched upsert statement ([`mailtrail_store::upsert_events`]) and batch size, with no Redis
 //!   and no parsing in the timed part: the ceiling the worker is measured against.
@@ -76,13 +80,17 @@ pub struct LoadArgs {
     /// or 60,000 per second of duration without --rate].
     #[arg(long)]
     pub bodies: Option<usize>,
-    /// Write `event_id,sent_at_us` for every webhook answered 200 to this file (to measure
-    /// end-to-end lag against the rows' commit time).
+    /// Write `event_id,answered_at_us` for every webhook answered 200 to this file: when the
+    /// receiver had accepted it, to measure how far behind Postgres runs from that moment.
     #[arg(long)]
     pub sent_log: Option<PathBuf>,
     /// Push N envelopes straight onto the Redis backlog instead of posting (needs REDIS_URL).
     #[arg(long, conflicts_with_all = ["rate", "sql_baseline", "sent_log"])]
     pub fill: Option<usize>,
+    /// Send a bare `LPUSH` of each webhook's envelope over Redis connections instead of
+    /// posting, paced and measured as in HTTP mode (needs REDIS_URL).
+    #[arg(long, conflicts_with_all = ["url", "fill", "sql_baseline", "sent_log"])]
+    pub lpush_baseline: bool,
     /// Upsert N events straight into Postgres with the store's statement, in --batch-size
     /// batches, and time it (needs DATABASE_URL).
     #[arg(long, conflicts_with_all = ["rate", "fill", "sent_log"])]
@@ -222,7 +230,7 @@ struct ConnectionStats {
     latencies_us: Vec<u32>,
     statuses: Vec<(u16, u64)>,
     transport_errors: u64,
-    /// `(body index, sent_at_us)` of each 200, when a sent log was asked for.
+    /// `(body index, answered_at_us)` of each 200, when a sent log was asked for.
     sent: Vec<(usize, i64)>,
 }
 
@@ -237,9 +245,6 @@ impl ConnectionStats {
 
 /// What every connection task shares.
 struct Plan {
-    address: SocketAddr,
-    host: String,
-    path: String,
     bodies: Vec<LoadBody>,
     next: AtomicUsize,
     started: Instant,
@@ -275,8 +280,26 @@ pub async fn run(config: &CliConfig, args: &LoadArgs, out: &mut dyn Write) -> an
         return sql_baseline(config, count, args.batch_size as usize, out, args.json).await;
     }
     let key = config.signing_key()?;
-    let base = args.url.as_deref().unwrap_or(config.receiver_url());
-    let report = http_load(&key, base, args).await?;
+    let report = if args.lpush_baseline {
+        let queue = crate::connect_queue(config).await?;
+        let target = Target::Redis {
+            client: redis::Client::open(config.queue_settings().url)
+                .context("REDIS_URL is not a usable Redis URL")?,
+            list: format!("{}load:lpush-baseline", queue.keys().prefix()),
+        };
+        let report = run_load(&key, target.clone(), args).await;
+        // The baseline's list is scratch: never leave it behind, whatever happened.
+        if let Target::Redis { list, .. } = &target {
+            let _: Result<i64, _> = redis::cmd("DEL")
+                .arg(list)
+                .query_async(&mut queue.connection())
+                .await;
+        }
+        report?
+    } else {
+        let base = args.url.as_deref().unwrap_or(config.receiver_url());
+        run_load(&key, http_target(base).await?, args).await?
+    };
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
         return Ok(());
@@ -322,12 +345,27 @@ pub async fn run(config: &CliConfig, args: &LoadArgs, out: &mut dyn Write) -> an
     Ok(())
 }
 
-/// Posts webhooks to `base` as `args` say and measures the answers.
-pub async fn http_load(
-    key: &SigningKey,
-    base: &str,
-    args: &LoadArgs,
-) -> anyhow::Result<LoadReport> {
+/// Where load goes.
+#[derive(Clone)]
+pub enum Target {
+    /// A receiver, over HTTP/1.1.
+    Http {
+        /// Its address.
+        address: SocketAddr,
+        /// The `Host` header.
+        host: String,
+    },
+    /// A Redis list, with a bare `LPUSH` of each webhook's envelope.
+    Redis {
+        /// The Redis to connect to.
+        client: redis::Client,
+        /// The list pushed onto.
+        list: String,
+    },
+}
+
+/// The receiver at `base` (an `http://` URL) as a load target.
+pub async fn http_target(base: &str) -> anyhow::Result<Target> {
     let authority = base
         .trim_end_matches('/')
         .strip_prefix("http://")
@@ -337,17 +375,34 @@ pub async fn http_load(
         .with_context(|| format!("cannot resolve `{authority}`"))?
         .next()
         .with_context(|| format!("`{authority}` resolves to no address"))?;
+    Ok(Target::Http {
+        address,
+        host: authority.to_owned(),
+    })
+}
+
+/// Sends webhooks (or their envelopes) to `target` as `args` say and measures the answers.
+pub async fn run_load(
+    key: &SigningKey,
+    target: Target,
+    args: &LoadArgs,
+) -> anyhow::Result<LoadReport> {
     let seconds = args.duration.as_secs_f64();
     let count = args.bodies.unwrap_or_else(|| match args.rate {
         Some(rate) => (f64::from(rate) * seconds).ceil() as usize + 1,
         None => (60_000.0 * seconds).ceil() as usize,
     });
-    let bodies = build_bodies(key, &run_id(), count);
+    let mut bodies = build_bodies(key, &run_id(), count);
+    if matches!(target, Target::Redis { .. }) {
+        // Push what the receiver would push for each webhook: its envelope.
+        let received_at_ms = mailtrail_queue::now_ms();
+        for body in &mut bodies {
+            let envelope = Envelope::new(received_at_ms, "application/json", &body.body).to_json();
+            body.body = Bytes::from(envelope);
+        }
+    }
     let started = Instant::now();
     let plan = Arc::new(Plan {
-        address,
-        host: authority.to_owned(),
-        path: "/webhooks/mailgun".to_owned(),
         bodies,
         next: AtomicUsize::new(0),
         started,
@@ -360,7 +415,27 @@ pub async fn http_load(
         log_sent: args.sent_log.is_some(),
     });
     let tasks: Vec<_> = (0..args.connections)
-        .map(|_| tokio::spawn(connection_task(Arc::clone(&plan))))
+        .map(|_| {
+            let plan = Arc::clone(&plan);
+            match &target {
+                Target::Http { address, host } => tokio::spawn(connection_task(
+                    plan,
+                    HttpSender {
+                        address: *address,
+                        host: host.clone(),
+                        sender: None,
+                    },
+                )),
+                Target::Redis { client, list } => tokio::spawn(connection_task(
+                    plan,
+                    RedisSender {
+                        client: client.clone(),
+                        list: list.clone(),
+                        connection: None,
+                    },
+                )),
+            }
+        })
         .collect();
     let mut merged = ConnectionStats::default();
     for task in tasks {
@@ -418,11 +493,9 @@ pub async fn http_load(
     })
 }
 
-/// One keep-alive connection sending requests one after another until the plan runs out;
-/// reconnects after a transport error.
-async fn connection_task(plan: Arc<Plan>) -> ConnectionStats {
+/// One connection sending requests one after another until the plan runs out.
+async fn connection_task(plan: Arc<Plan>, mut sender: impl Sender) -> ConnectionStats {
     let mut stats = ConnectionStats::default();
-    let mut sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
     while let Some((index, due)) = plan.next() {
         let started = match due {
             // Late because this connection was busy: count the wait against the receiver.
@@ -433,26 +506,59 @@ async fn connection_task(plan: Arc<Plan>) -> ConnectionStats {
             }
             None => Instant::now(),
         };
-        let ready = match sender.as_mut() {
-            Some(ready) => ready,
-            None => match connect(plan.address).await {
-                Ok(connected) => sender.insert(connected),
-                Err(_) => {
-                    stats.transport_errors += 1;
-                    // Do not spin on a receiver that refuses connections.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
+        match sender.send(&plan.bodies[index].body).await {
+            Ok(status) => {
+                let latency = started.elapsed();
+                stats
+                    .latencies_us
+                    .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+                stats.count_status(status);
+                if status == 200 && plan.log_sent {
+                    // Unix time of the answer, from the monotonic clock's offset to the start.
+                    let offset = plan.started.elapsed().as_micros() as i64;
+                    stats.sent.push((index, plan.started_unix_us + offset));
                 }
+            }
+            Err(SendFailed) => {
+                stats.transport_errors += 1;
+                // Do not spin on a target that refuses connections.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    stats
+}
+
+/// A request failed below the protocol's answer (refused, reset, an error reply).
+struct SendFailed;
+
+/// One connection's way of sending a body and reading its answer.
+trait Sender: Send + 'static {
+    /// Sends `body`; the answer's HTTP status (a Redis reply counts as 200).
+    fn send(&mut self, body: &Bytes) -> impl Future<Output = Result<u16, SendFailed>> + Send;
+}
+
+/// A keep-alive HTTP/1.1 connection to the receiver, reopened after a transport error.
+struct HttpSender {
+    address: SocketAddr,
+    host: String,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Sender for HttpSender {
+    async fn send(&mut self, body: &Bytes) -> Result<u16, SendFailed> {
+        let ready = match self.sender.as_mut() {
+            Some(ready) => ready,
+            None => match connect(self.address).await {
+                Ok(connected) => self.sender.insert(connected),
+                Err(_) => return Err(SendFailed),
             },
         };
-        let request = Request::post(plan.path.as_str())
-            .header(HOST, plan.host.as_str())
+        let request = Request::post("/webhooks/mailgun")
+            .header(HOST, self.host.as_str())
             .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(plan.bodies[index].body.clone()));
-        let Ok(request) = request else {
-            stats.transport_errors += 1;
-            continue;
-        };
+            .body(Full::new(body.clone()))
+            .map_err(|_| SendFailed)?;
         let answered = async {
             ready.ready().await?;
             let response = ready.send_request(request).await?;
@@ -461,25 +567,40 @@ async fn connection_task(plan: Arc<Plan>) -> ConnectionStats {
             Ok::<u16, hyper::Error>(status)
         }
         .await;
-        match answered {
-            Ok(status) => {
-                let latency = started.elapsed();
-                stats
-                    .latencies_us
-                    .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
-                stats.count_status(status);
-                if status == 200 && plan.log_sent {
-                    let offset = started.duration_since(plan.started).as_micros() as i64;
-                    stats.sent.push((index, plan.started_unix_us + offset));
-                }
-            }
-            Err(_) => {
-                stats.transport_errors += 1;
-                sender = None;
-            }
-        }
+        answered.map_err(|_| {
+            self.sender = None;
+            SendFailed
+        })
     }
-    stats
+}
+
+/// A Redis connection of its own (not shared with the other load connections, as each of
+/// `redis-benchmark`'s clients has its own), reopened after an error.
+struct RedisSender {
+    client: redis::Client,
+    list: String,
+    connection: Option<redis::aio::MultiplexedConnection>,
+}
+
+impl Sender for RedisSender {
+    async fn send(&mut self, body: &Bytes) -> Result<u16, SendFailed> {
+        let connection = match self.connection.as_mut() {
+            Some(connection) => connection,
+            None => match self.client.get_multiplexed_async_connection().await {
+                Ok(connected) => self.connection.insert(connected),
+                Err(_) => return Err(SendFailed),
+            },
+        };
+        let pushed: Result<i64, _> = redis::cmd("LPUSH")
+            .arg(&self.list)
+            .arg(body.as_ref())
+            .query_async(connection)
+            .await;
+        pushed.map(|_| 200).map_err(|_| {
+            self.connection = None;
+            SendFailed
+        })
+    }
 }
 
 /// Opens one HTTP/1.1 connection; its driver runs as a task of its own.
@@ -501,8 +622,8 @@ fn write_sent_log(
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut writer = std::io::BufWriter::new(file);
-    for (index, sent_at_us) in sent {
-        writeln!(writer, "{},{sent_at_us}", bodies[*index].event_id)?;
+    for (index, answered_at_us) in sent {
+        writeln!(writer, "{},{answered_at_us}", bodies[*index].event_id)?;
     }
     writer
         .flush()

@@ -121,8 +121,8 @@ async fn a_fixed_rate_run_sends_what_is_due_and_logs_every_accepted_webhook() {
         .unwrap()
         .lines()
         .map(|line| {
-            let (event_id, sent_at_us) = line.split_once(',').unwrap();
-            assert!(sent_at_us.parse::<i64>().unwrap() > 1_700_000_000_000_000);
+            let (event_id, answered_at_us) = line.split_once(',').unwrap();
+            assert!(answered_at_us.parse::<i64>().unwrap() > 1_700_000_000_000_000);
             event_id.to_owned()
         })
         .collect();
@@ -193,4 +193,33 @@ async fn the_sql_baseline_writes_every_event_with_the_stores_statement() {
         .unwrap();
     // Three events (accepted, delivered, opened) per message.
     assert_eq!((events, rows), (1200, 400));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lpush_baseline_paces_bare_pushes_and_leaves_no_list_behind() {
+    let redis = TestRedis::new();
+    let run = Mailtrail::new(&[
+        "load",
+        "--lpush-baseline",
+        "--connections",
+        "2",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--json",
+    ])
+    .redis(&redis)
+    .env("MAILTRAIL_SIGNING_KEYS", KEY)
+    .run()
+    .await
+    .success();
+    let report = report(&run.stdout);
+    // 200 per second for one second, each an LPUSH answered by Redis.
+    assert_eq!(report["ok"], 200, "{report}");
+    assert_eq!(report["transport_errors"], 0, "{report}");
+    assert!(report["p99_ms"].as_f64().unwrap() > 0.0, "{report}");
+    // The baseline's scratch list is gone, and the real backlog was never touched.
+    assert!(redis.list("load:lpush-baseline").is_empty());
+    assert!(redis.list("events").is_empty());
 }
