@@ -296,8 +296,11 @@ async fn reap_and_watch_backlog(queue: &WorkerQueue, config: &WorkerConfig) {
 
 /// A claimed batch, sorted by verdict.
 struct SortedBatch {
-    /// Rows to write, each with the envelope it came from.
-    rows: Vec<(EventRow, String)>,
+    /// Rows to write.
+    rows: Vec<EventRow>,
+    /// The envelope each row came from, index for index (kept apart so the rows can be
+    /// written as one slice without copying them).
+    row_envelopes: Vec<String>,
     /// Envelopes done without a write (skipped), and dead letters.
     settlement: Settlement,
 }
@@ -380,6 +383,7 @@ async fn prefetch(queue: &WorkerQueue, max: usize, metrics: &WorkerMetrics) -> O
 /// Splits a claimed batch into rows to write and what to settle after the write.
 fn sort_batch(batch: Vec<String>) -> SortedBatch {
     let mut rows = Vec::with_capacity(batch.len());
+    let mut row_envelopes = Vec::with_capacity(batch.len());
     let mut settlement = Settlement {
         claimed: ClaimedBatch::of(&batch),
         ..Settlement::default()
@@ -387,7 +391,10 @@ fn sort_batch(batch: Vec<String>) -> SortedBatch {
     let mut skipped: BTreeMap<&'static str, u64> = BTreeMap::new();
     for raw in batch {
         match classify(&raw) {
-            Verdict::Store(row) => rows.push((*row, raw)),
+            Verdict::Store(row) => {
+                rows.push(*row);
+                row_envelopes.push(raw);
+            }
             Verdict::Skip(reason) => {
                 *skipped.entry(reason).or_default() += 1;
                 settlement.done.push(raw);
@@ -399,7 +406,11 @@ fn sort_batch(batch: Vec<String>) -> SortedBatch {
         .into_iter()
         .map(|(reason, count)| (reason.to_owned(), count))
         .collect();
-    SortedBatch { rows, settlement }
+    SortedBatch {
+        rows,
+        row_envelopes,
+        settlement,
+    }
 }
 
 /// Writes the batch's rows and moves their envelopes into the settlement. A batch Postgres
@@ -413,17 +424,19 @@ async fn write_batch(
     instance: &str,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<UpsertCounts> {
-    let rows: Vec<EventRow> = batch.rows.iter().map(|(row, _)| row.clone()).collect();
     let mut total = UpsertCounts::default();
-    match write_with_retry(config, store, &rows, queue, instance, shutdown).await? {
+    match write_with_retry(config, store, &batch.rows, queue, instance, shutdown).await? {
         Ok(counts) => {
             total = counts;
-            let envelopes = batch.rows.drain(..).map(|(_, raw)| raw);
+            batch.rows.clear();
+            let envelopes = batch.row_envelopes.drain(..);
             batch.settlement.done.extend(envelopes);
         }
         Err(error) => {
-            tracing::warn!(%error, batch.size = rows.len(), "Postgres refused the batch; writing its rows one by one");
-            for (row, raw) in batch.rows.drain(..) {
+            tracing::warn!(%error, batch.size = batch.rows.len(), "Postgres refused the batch; writing its rows one by one");
+            let rows = std::mem::take(&mut batch.rows);
+            let envelopes = std::mem::take(&mut batch.row_envelopes);
+            for (row, raw) in rows.into_iter().zip(envelopes) {
                 match write_with_retry(
                     config,
                     store,
