@@ -187,11 +187,16 @@ for round in $(seq 1 "$ROUNDS") warn; do
   stop_pid "$RECEIVER_PID"; RECEIVER_PID=""
 done
 
+# Latency rides on the disk's fsync time, so each latency run starts with the disk quiet: the
+# full-speed rounds leave hundreds of MB of append-only file for the kernel to write back, and
+# that writeback would otherwise land in whichever run comes first.
+quiet_disk() { compact_redis; sync; sleep 1; }
 log "latency at $RATE req/s offered for ${SECONDS_RUN}s: bare LPUSH of the same envelopes, then the receiver (info)"
-compact_redis
+quiet_disk
 mailtrail load --lpush-baseline --connections "$CONNECTIONS" --rate "$RATE" \
   --duration "${SECONDS_RUN}s" --json | tee "$WORK/lpush-rate.json"
 start_receiver info
+quiet_disk
 mailtrail load --connections "$CONNECTIONS" --rate "$RATE" --duration "${SECONDS_RUN}s" --json \
   | tee "$WORK/receiver-rate.json"
 rcli del "${PREFIX}events" >/dev/null
