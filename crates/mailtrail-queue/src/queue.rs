@@ -535,12 +535,7 @@ impl WorkerQueue {
                 .arg(&claimed.oldest)
                 .arg(&claimed.newest)
                 .arg(dead_entries.len());
-            for entry in &dead_entries {
-                invocation.arg(entry);
-            }
-            for (reason, count) in &settlement.skipped {
-                invocation.arg(reason).arg(*count);
-            }
+            append_dead_and_skipped(&mut invocation, &dead_entries, &settlement.skipped);
             let mut connection = self.queue.connection();
             let settled: i64 = invocation.invoke_async(&mut connection).await?;
             if settled >= 0 {
@@ -579,12 +574,7 @@ impl WorkerQueue {
         for envelope in &removed {
             invocation.arg(*envelope);
         }
-        for entry in dead_entries {
-            invocation.arg(entry);
-        }
-        for (reason, count) in &settlement.skipped {
-            invocation.arg(reason).arg(*count);
-        }
+        append_dead_and_skipped(&mut invocation, dead_entries, &settlement.skipped);
         let mut connection = self.queue.connection();
         let _: i64 = invocation.invoke_async(&mut connection).await?;
         Ok(())
@@ -605,6 +595,20 @@ impl WorkerQueue {
                 })
             })
             .collect::<Result<_, _>>()?)
+    }
+}
+
+/// The tail both settle scripts share: the dead entries, then (reason, count) pairs.
+fn append_dead_and_skipped(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    dead_entries: &[String],
+    skipped: &[(String, u64)],
+) {
+    for entry in dead_entries {
+        invocation.arg(entry);
+    }
+    for (reason, count) in skipped {
+        invocation.arg(reason).arg(*count);
     }
 }
 
