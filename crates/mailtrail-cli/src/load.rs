@@ -39,7 +39,7 @@ use hyper::Request;
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_seed};
-use mailtrail_core::{Envelope, SigningKey};
+use mailtrail_core::{Envelope, SigningKey, Source};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -397,7 +397,13 @@ pub async fn run_load(
         // Push what the receiver would push for each webhook: its envelope.
         let received_at_ms = mailtrail_queue::now_ms();
         for body in &mut bodies {
-            let envelope = Envelope::new(received_at_ms, "application/json", &body.body).to_json();
+            let envelope = Envelope::new(
+                Source::Mailgun,
+                received_at_ms,
+                "application/json",
+                &body.body,
+            )
+            .to_json();
             body.body = Bytes::from(envelope);
         }
     }
@@ -664,7 +670,15 @@ fn build_envelopes(key: &SigningKey, count: usize) -> Vec<String> {
     let received_at_ms = mailtrail_queue::now_ms();
     build_bodies(key, &run_id(), count)
         .iter()
-        .map(|body| Envelope::new(received_at_ms, "application/json", &body.body).to_json())
+        .map(|body| {
+            Envelope::new(
+                Source::Mailgun,
+                received_at_ms,
+                "application/json",
+                &body.body,
+            )
+            .to_json()
+        })
         .collect()
 }
 
@@ -721,12 +735,13 @@ async fn sql_baseline(
 ) -> anyhow::Result<()> {
     let rows: Vec<_> = build_envelopes(&unchecked_key(config), count)
         .iter()
-        .filter_map(
-            |envelope| match mailtrail_worker::classify::classify(envelope) {
-                mailtrail_worker::classify::Verdict::Store(row) => Some(*row),
+        .filter_map(|envelope| match mailtrail_core::triage(envelope) {
+            Ok(mut verdicts) => match verdicts.pop() {
+                Some(mailtrail_core::Verdict::Store(row)) => Some(*row),
                 _ => None,
             },
-        )
+            Err(_) => None,
+        })
         .collect();
     anyhow::ensure!(
         rows.len() == count,

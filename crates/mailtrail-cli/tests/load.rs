@@ -11,10 +11,10 @@ use diesel::QueryDsl;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::Envelope;
 use mailtrail_core::mailgun::{WebhookFormat, read_signature};
+use mailtrail_core::{Verdict, triage};
 use mailtrail_receiver::{Application, ReceiverConfig};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_testing::{TestDatabase, TestRedis};
-use mailtrail_worker::classify::{Verdict, classify};
 use serde_json::Value;
 use support::Mailtrail;
 
@@ -157,7 +157,10 @@ async fn fill_pushes_exactly_n_envelopes_the_worker_would_store() {
                 .token
                 .to_string(),
         );
-        assert!(matches!(classify(line), Verdict::Store(_)), "{line}");
+        assert!(
+            matches!(triage(line).as_deref(), Ok([Verdict::Store(_)])),
+            "{line}"
+        );
     }
     assert_eq!(tokens.len(), 2345);
 }

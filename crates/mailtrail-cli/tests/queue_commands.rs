@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use mailtrail_core::Envelope;
+use mailtrail_core::{Envelope, Source};
 use mailtrail_queue::{DeadLetter, QueueSettings, Settlement, WorkerQueue, now_ms};
 use mailtrail_testing::TestRedis;
 use serde_json::{Value, json};
@@ -30,7 +30,13 @@ async fn worker(redis: &TestRedis, id: &str) -> WorkerQueue {
 
 /// An envelope the receiver would have queued `age_ms` ago.
 fn envelope(age_ms: i64, body: &str) -> String {
-    Envelope::new(now_ms() - age_ms, "application/json", body.as_bytes()).to_json()
+    Envelope::new(
+        Source::Mailgun,
+        now_ms() - age_ms,
+        "application/json",
+        body.as_bytes(),
+    )
+    .to_json()
 }
 
 /// Dead-letters `envelope` the way a worker does: push, claim, settle as dead.

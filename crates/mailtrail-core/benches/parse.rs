@@ -6,7 +6,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mailtrail_core::mailgun::{WebhookFormat, parse_event, read_signature};
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_form, signed_json};
-use mailtrail_core::{Envelope, SigningKey, SigningKeys};
+use mailtrail_core::{Envelope, SigningKey, SigningKeys, Source};
 
 fn json_body() -> Vec<u8> {
     let sample = SampleEvent {
@@ -64,7 +64,7 @@ fn receiver_path(c: &mut Criterion) {
         })
     });
     c.bench_function("envelope_to_json", |b| {
-        b.iter(|| Envelope::new(1, "application/json", black_box(&body)).to_json())
+        b.iter(|| Envelope::new(Source::Mailgun, 1, "application/json", black_box(&body)).to_json())
     });
     let form = form_body();
     c.bench_function("form_read_signature", |b| {
@@ -81,7 +81,7 @@ fn worker_path(c: &mut Criterion) {
     c.bench_function("form_parse_event", |b| {
         b.iter(|| parse_event(&WebhookFormat::FormUrlEncoded, black_box(&form), 0))
     });
-    let envelope = Envelope::new(1, "application/json", &body).to_json();
+    let envelope = Envelope::new(Source::Mailgun, 1, "application/json", &body).to_json();
     c.bench_function("envelope_from_json", |b| {
         b.iter(|| Envelope::from_json(black_box(&envelope)))
     });

@@ -2,17 +2,62 @@
 //!
 //! One line of JSON, readable with `redis-cli LRANGE`, holding the raw body exactly as received
 //! so that nothing is lost if parsing rules change: an envelope can always be re-parsed.
+//!
+//! Version 2 names the envelope's [`Source`], which picks the parser (see [`crate::provider`]):
+//! `{"v":2,"source":"mailgun","received_at_ms":…,"content_type":"…","body":"…"}`. Version 1
+//! envelopes (written before sources existed, and possibly still waiting in a backlog or a
+//! dead-letter list) have no `source` and are read as `mailgun` webhooks, which is all they could
+//! be.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 /// The envelope format version written by this build.
-pub const ENVELOPE_VERSION: u8 = 1;
+pub const ENVELOPE_VERSION: u8 = 2;
 
-/// One webhook as received, waiting to be processed.
+/// The oldest envelope version this build still reads.
+const OLDEST_READABLE_VERSION: u8 = 1;
+
+/// Where an envelope's body came from, and so which parser reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// A Mailgun webhook as posted to the receiver (JSON, urlencoded or multipart). The default,
+    /// for version 1 envelopes.
+    #[default]
+    Mailgun,
+    /// Items of Mailgun's Events API (one `event-data` object, or an array of them).
+    MailgunEventsApi,
+    /// A conversion reported by the application.
+    App,
+}
+
+impl Source {
+    /// The name written in the envelope.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mailgun => "mailgun",
+            Self::MailgunEventsApi => "mailgun-events-api",
+            Self::App => "app",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One report as received, waiting to be processed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// Format version ([`ENVELOPE_VERSION`]).
+    /// Format version ([`ENVELOPE_VERSION`]; 1 is still read).
     pub v: u8,
+    /// Where the body came from (absent in version 1: `mailgun`).
+    #[serde(default)]
+    pub source: Source,
     /// When the receiver accepted it, in milliseconds since the epoch.
     pub received_at_ms: i64,
     /// The request's `Content-Type` header.
@@ -41,13 +86,14 @@ pub enum EnvelopeError {
 
 impl Envelope {
     /// Wraps a received body.
-    pub fn new(received_at_ms: i64, content_type: &str, body: &[u8]) -> Self {
+    pub fn new(source: Source, received_at_ms: i64, content_type: &str, body: &[u8]) -> Self {
         let (body, body_hex) = match std::str::from_utf8(body) {
             Ok(text) => (Some(text.to_owned()), None),
             Err(_) => (None, Some(hex::encode(body))),
         };
         Self {
             v: ENVELOPE_VERSION,
+            source,
             received_at_ms,
             content_type: content_type.to_owned(),
             body,
@@ -58,10 +104,11 @@ impl Envelope {
     /// Encodes a received body straight into the one-line JSON pushed onto Redis, without an
     /// intermediate copy of the body (the receiver's hot path: the body is the only large thing
     /// it holds, so it should exist once as received and once as queued).
-    pub fn encode(received_at_ms: i64, content_type: &str, body: &[u8]) -> String {
+    pub fn encode(source: Source, received_at_ms: i64, content_type: &str, body: &[u8]) -> String {
         #[derive(Serialize)]
         struct Borrowed<'a> {
             v: u8,
+            source: Source,
             received_at_ms: i64,
             content_type: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +123,7 @@ impl Envelope {
         // Serialising strings and integers cannot fail.
         serde_json::to_string(&Borrowed {
             v: ENVELOPE_VERSION,
+            source,
             received_at_ms,
             content_type,
             body: text,
@@ -93,7 +141,7 @@ impl Envelope {
     /// Reads an envelope popped from Redis.
     pub fn from_json(text: &str) -> Result<Self, EnvelopeError> {
         let envelope: Self = serde_json::from_str(text)?;
-        if envelope.v != ENVELOPE_VERSION {
+        if !(OLDEST_READABLE_VERSION..=ENVELOPE_VERSION).contains(&envelope.v) {
             return Err(EnvelopeError::Version(envelope.v));
         }
         Ok(envelope)
@@ -117,7 +165,12 @@ mod tests {
 
     #[test]
     fn envelopes_round_trip_through_one_line_of_json() {
-        let envelope = Envelope::new(1_700_000_000_000, "application/json", b"{\"a\":1}\n");
+        let envelope = Envelope::new(
+            Source::Mailgun,
+            1_700_000_000_000,
+            "application/json",
+            b"{\"a\":1}\n",
+        );
         let line = envelope.to_json();
         assert!(!line.contains('\n'));
         let back = Envelope::from_json(&line).unwrap();
@@ -128,8 +181,11 @@ mod tests {
     #[test]
     fn encoding_a_borrowed_body_writes_the_same_line_as_an_envelope() {
         for body in [&b"{\"a\":1}"[..], &[0xff, 0x00, b'a'][..]] {
-            let line = Envelope::encode(5, "application/json", body);
-            assert_eq!(line, Envelope::new(5, "application/json", body).to_json());
+            let line = Envelope::encode(Source::MailgunEventsApi, 5, "application/json", body);
+            assert_eq!(
+                line,
+                Envelope::new(Source::MailgunEventsApi, 5, "application/json", body).to_json()
+            );
             assert_eq!(
                 &*Envelope::from_json(&line).unwrap().body_bytes().unwrap(),
                 body
@@ -139,7 +195,12 @@ mod tests {
 
     #[test]
     fn binary_bodies_survive_as_hex() {
-        let envelope = Envelope::new(1, "multipart/form-data; boundary=x", &[0xff, 0x00, b'a']);
+        let envelope = Envelope::new(
+            Source::Mailgun,
+            1,
+            "multipart/form-data; boundary=x",
+            &[0xff, 0x00, b'a'],
+        );
         let back = Envelope::from_json(&envelope.to_json()).unwrap();
         assert_eq!(&*back.body_bytes().unwrap(), &[0xff, 0x00, b'a']);
     }
@@ -151,5 +212,30 @@ mod tests {
             Err(EnvelopeError::Version(9))
         ));
         assert!(Envelope::from_json("not json").is_err());
+        assert!(
+            Envelope::from_json(
+                r#"{"v":2,"source":"sendgrid","received_at_ms":1,"content_type":"x","body":""}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn version_1_envelopes_are_read_as_mailgun_webhooks() {
+        let v1 = r#"{"v":1,"received_at_ms":7,"content_type":"application/json","body":"{}"}"#;
+        let envelope = Envelope::from_json(v1).unwrap();
+        assert_eq!((envelope.v, envelope.source), (1, Source::Mailgun));
+        assert_eq!(&*envelope.body_bytes().unwrap(), b"{}");
+    }
+
+    #[test]
+    fn version_2_names_its_source() {
+        let line = Envelope::new(Source::App, 1, "application/json", b"{}").to_json();
+        assert!(line.starts_with(r#"{"v":2,"source":"app","#), "{line}");
+        for source in [Source::Mailgun, Source::MailgunEventsApi, Source::App] {
+            let line = Envelope::encode(source, 1, "application/json", b"{}");
+            assert_eq!(Envelope::from_json(&line).unwrap().source, source);
+            assert!(line.contains(&format!(r#""source":"{source}""#)), "{line}");
+        }
     }
 }

@@ -1,9 +1,16 @@
-//! The normalised Mailgun event: what mailtrail keeps of a webhook, whatever format it came in.
+//! The provider-neutral event: what every provider's report of an email turns into.
+//!
+//! A provider module (today [`crate::mailgun`]) reads its wire formats into [`Event`]s and
+//! decides each one's [`Effect`] on the message's row with its own rules (Mailgun's delivery codes
+//! and reasons live in `mailgun/status.rs`). Everything downstream (the precedence rule in
+//! [`crate::status`], the event key, triage, the store) reads only this type, so a second
+//! provider is a new module, not a change to the status model.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::status::Effect;
 use crate::variables::UserVariables;
 
 /// An RFC 5322 Message-Id, trimmed and without one surrounding pair of `<>`.
@@ -42,8 +49,9 @@ impl fmt::Display for MessageId {
     }
 }
 
-/// The `event` of a webhook, as Mailgun names it (current JSON names, plus the legacy form names
-/// that have no JSON twin).
+/// What the provider called the event. The names are Mailgun's (current JSON names, plus the
+/// legacy form names that have no JSON twin), which are also what the events table stores; what
+/// an event *does* to its row is its [`Effect`], decided by the provider.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
     /// Mailgun accepted the message for delivery.
@@ -134,15 +142,17 @@ impl Severity {
     }
 }
 
-/// One Mailgun event, normalised. Fields Mailgun may omit are optional; validation of what
-/// mailtrail requires (message id, recipient, custom variables) happens in the worker.
+/// One event, normalised. Fields a provider may omit are optional; validation of what mailtrail
+/// requires (message id, recipient, custom variables) happens in [`crate::triage`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct MailgunEvent {
-    /// What happened.
+pub struct Event {
+    /// What happened, as the provider named it.
     pub kind: EventKind,
-    /// Mailgun's event id (unique within a day only); absent in legacy webhooks.
+    /// What the event does to its message's row, decided by the provider's rules.
+    pub effect: Effect,
+    /// The provider's event id (Mailgun's is unique within a day only); absent in legacy webhooks.
     pub event_id: Option<String>,
-    /// When it happened, in microseconds since the epoch (Mailgun's time, not arrival time).
+    /// When it happened, in microseconds since the epoch (the provider's time, not arrival time).
     pub occurred_at_micros: i64,
     /// The message the event is about.
     pub message_id: Option<MessageId>,
@@ -150,29 +160,31 @@ pub struct MailgunEvent {
     pub recipient: Option<String>,
     /// `failed` events: permanent or temporary.
     pub severity: Option<Severity>,
-    /// Mailgun's reason (`bounce`, `suppress-bounce`, `old`, `hardfail`, ...).
+    /// The provider's failure reason (Mailgun: `bounce`, `suppress-bounce`, `old`, ...).
     pub reason: Option<String>,
-    /// SMTP or Mailgun delivery code as text (`550`, `5.1.1`, `605`).
+    /// SMTP or provider delivery code as text (`550`, `5.1.1`, `605`).
     pub delivery_code: Option<String>,
     /// A bounce that arrived after the message was delivered.
     pub delayed_bounce: bool,
     /// The message's Subject header, when the event carries it.
     pub subject: Option<String>,
-    /// Mailgun tags.
+    /// The provider's tags.
     pub tags: Vec<String>,
     /// Custom variables attached at send time.
     pub variables: UserVariables,
-    /// Mailgun flagged the open or click as made by a machine (`client-info.bot`).
+    /// The provider flagged the open or click as made by a machine (Mailgun: `client-info.bot`).
     pub bot: bool,
     /// The clicked URL.
     pub url: Option<String>,
 }
 
-impl MailgunEvent {
-    /// A bare event of `kind` at `occurred_at_micros`; the parsers and tests fill in the rest.
+impl Event {
+    /// A bare event of `kind` at `occurred_at_micros`, with no effect yet; the provider's parser
+    /// (or a test) fills in the rest and decides the effect.
     pub fn new(kind: EventKind, occurred_at_micros: i64) -> Self {
         Self {
             kind,
+            effect: Effect::None,
             event_id: None,
             occurred_at_micros,
             message_id: None,
@@ -190,7 +202,7 @@ impl MailgunEvent {
     }
 }
 
-/// Converts Mailgun's float seconds to whole microseconds (Mailgun sends up to 7 decimals; a
+/// Converts float seconds (Mailgun's clock) to whole microseconds (Mailgun sends up to 7 decimals; a
 /// microsecond is what Postgres keeps).
 pub fn seconds_to_micros(seconds: f64) -> Option<i64> {
     let micros = (seconds * 1_000_000.0).round();

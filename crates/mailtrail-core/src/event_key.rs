@@ -7,10 +7,10 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::event::MailgunEvent;
+use crate::event::Event;
 
 /// A hex SHA-256 over the event's identifying fields (version-prefixed so the rule can change).
-pub fn event_key(event: &MailgunEvent) -> String {
+pub fn event_key(event: &Event) -> String {
     let mut hasher = Sha256::new();
     let mut field = |value: &str| {
         // Length-prefix every field so ("ab","c") and ("a","bc") cannot collide.
@@ -43,7 +43,7 @@ mod tests {
 
     #[test]
     fn the_same_event_gets_the_same_key_and_a_different_one_does_not() {
-        let mut event = MailgunEvent::new(EventKind::Opened, 1_000);
+        let mut event = Event::new(EventKind::Opened, 1_000);
         event.message_id = MessageId::parse("<a@b>");
         event.recipient = Some("r@example.com".into());
         let key = event_key(&event);

@@ -1,10 +1,14 @@
-//! mailtrail-core: everything about a Mailgun webhook that needs no I/O.
+//! mailtrail-core: everything about an email event that needs no I/O.
 //!
-//! - [`mailgun`] reads webhook bodies (current JSON, legacy urlencoded and multipart forms) into
-//!   one normalised [`MailgunEvent`], and pulls out the signed fields for the receiver.
+//! - [`event`] is the provider-neutral [`Event`] every provider's report turns into.
+//! - [`provider`] is the seam: it picks the parser by the envelope's [`Source`].
+//! - [`mailgun`] reads Mailgun's bodies (current JSON, legacy urlencoded and multipart forms,
+//!   Events API items) and maps its codes and reasons to each event's [`Effect`]; it also pulls
+//!   out the signed fields for the receiver.
 //! - [`signature`] verifies Mailgun's HMAC against one or more signing keys, in constant time.
-//! - [`status`] maps events to a [`DeliveryStatus`] and holds the order-independent precedence
-//!   rule that the store's SQL mirrors.
+//! - [`status`] holds the order-independent precedence rule (which knows no provider) that the
+//!   store's SQL mirrors.
+//! - [`triage`] decides per event: store (as an [`EventRow`]), skip, or dead-letter.
 //! - [`variables`] reads custom variables in every shape Mailgun produces.
 //! - [`envelope`] is the one-line JSON the receiver queues and the worker pops.
 
@@ -12,13 +16,18 @@ pub mod envelope;
 pub mod event;
 pub mod event_key;
 pub mod mailgun;
+pub mod provider;
+pub mod row;
 pub mod sample;
 pub mod signature;
 pub mod status;
+pub mod triage;
 pub mod variables;
 
-pub use envelope::Envelope;
-pub use event::{EventKind, MailgunEvent, MessageId, Severity};
+pub use envelope::{Envelope, Source};
+pub use event::{Event, EventKind, MessageId, Severity};
+pub use row::EventRow;
 pub use signature::{SignatureError, SignedToken, SigningKey, SigningKeys};
 pub use status::{DeliveryStatus, Effect, Engagement, MessageState, StatusClaim};
+pub use triage::{Unreadable, Verdict, triage};
 pub use variables::UserVariables;

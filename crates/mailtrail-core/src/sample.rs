@@ -179,7 +179,7 @@ mod tests {
     use super::*;
     use crate::mailgun::{WebhookFormat, parse_event, read_signature};
     use crate::signature::SigningKeys;
-    use crate::status::{DeliveryStatus, Effect, effect_of};
+    use crate::status::{DeliveryStatus, Effect};
 
     #[test]
     fn samples_verify_and_parse_to_the_status_they_name() {
@@ -212,12 +212,9 @@ mod tests {
             let event = parse_event(&WebhookFormat::Json, &body, 0).unwrap();
             assert_eq!(event.variables.integer("backer_id"), Ok(Some(4)));
             if let Some(expected) = expected {
-                assert_eq!(effect_of(&event), Effect::Status(expected), "{kind:?}");
+                assert_eq!(event.effect, Effect::Status(expected), "{kind:?}");
             } else {
-                assert!(
-                    matches!(effect_of(&event), Effect::Engagement(_)),
-                    "{kind:?}"
-                );
+                assert!(matches!(event.effect, Effect::Engagement(_)), "{kind:?}");
             }
         }
     }

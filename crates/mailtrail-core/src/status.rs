@@ -13,13 +13,16 @@
 //! remaining fields only break ties, so equal claims cannot leave the row depending on order.
 //! [`MessageState::apply`] is the reference implementation; the store's batched SQL upsert
 //! mirrors it and is tested against it.
+//!
+//! Nothing here knows a provider: an event arrives with its [`Effect`] already decided by its
+//! provider's module (Mailgun's codes and reasons are mapped in `mailgun/status.rs`).
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::event::{EventKind, MailgunEvent, Severity};
+use crate::event::Event;
 
 /// The delivery status of one message to one recipient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -131,52 +134,6 @@ pub enum Effect {
     None,
 }
 
-/// Delivery codes Mailgun uses for messages it never attempted because the address is suppressed
-/// (605 bounced before, 606 unsubscribed, 607 complained, 625 poor list quality).
-const SUPPRESSION_CODES: [&str; 4] = ["605", "606", "607", "625"];
-
-/// The mapping table of `docs/status-mapping.md`: what a Mailgun event means for the row.
-pub fn effect_of(event: &MailgunEvent) -> Effect {
-    let reason = event.reason.as_deref().map(str::to_ascii_lowercase);
-    let reason = reason.as_deref();
-    let suppressed = reason.is_some_and(|reason| reason.starts_with("suppress-"))
-        || event
-            .delivery_code
-            .as_deref()
-            .is_some_and(|code| SUPPRESSION_CODES.contains(&code));
-    match &event.kind {
-        EventKind::Accepted => Effect::Status(DeliveryStatus::Accepted),
-        EventKind::Delivered => Effect::Status(DeliveryStatus::Delivered),
-        EventKind::Complained => Effect::Status(DeliveryStatus::Complained),
-        EventKind::Dropped | EventKind::Rejected => Effect::Status(DeliveryStatus::Dropped),
-        EventKind::Bounced => Effect::Status(if suppressed {
-            DeliveryStatus::Dropped
-        } else {
-            DeliveryStatus::Bounced
-        }),
-        EventKind::Failed => {
-            // `old` is Mailgun giving up after ~8 h of retries; it is final even when sent with
-            // severity temporary.
-            if reason == Some("old") {
-                return Effect::Status(DeliveryStatus::Dropped);
-            }
-            match event.severity {
-                Some(Severity::Temporary) => Effect::Status(DeliveryStatus::Deferred),
-                // A failure without severity is treated as permanent: Mailgun always sends it,
-                // and guessing "temporary" would leave a dead message looking alive.
-                Some(Severity::Permanent) | None if suppressed => {
-                    Effect::Status(DeliveryStatus::Dropped)
-                }
-                Some(Severity::Permanent) | None => Effect::Status(DeliveryStatus::Bounced),
-            }
-        }
-        EventKind::Opened => Effect::Engagement(Engagement::Opened { bot: event.bot }),
-        EventKind::Clicked => Effect::Engagement(Engagement::Clicked),
-        EventKind::Unsubscribed => Effect::Engagement(Engagement::Unsubscribed),
-        EventKind::Other(_) => Effect::None,
-    }
-}
-
 /// The status an event claims for its row, with everything that ranks it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusClaim {
@@ -194,8 +151,8 @@ pub struct StatusClaim {
 
 impl StatusClaim {
     /// The claim `event` makes, if any.
-    pub fn of(event: &MailgunEvent) -> Option<Self> {
-        let (status, explicit) = match effect_of(event) {
+    pub fn of(event: &Event) -> Option<Self> {
+        let (status, explicit) = match event.effect {
             Effect::Status(status) => (status, true),
             Effect::Engagement(_) => (DeliveryStatus::Delivered, false),
             Effect::None => return None,
@@ -266,7 +223,7 @@ pub struct MessageState {
 
 impl MessageState {
     /// Applies one event identified by `event_key`; an event already applied changes nothing.
-    pub fn apply(&mut self, event_key: &str, event: &MailgunEvent) {
+    pub fn apply(&mut self, event_key: &str, event: &Event) {
         let Some(claim) = StatusClaim::of(event) else {
             return;
         };
@@ -277,7 +234,7 @@ impl MessageState {
         self.event_count += 1;
         self.last_event_at = Some(self.last_event_at.map_or(at, |last| last.max(at)));
         let summary = &mut self.engagement;
-        match effect_of(event) {
+        match event.effect {
             Effect::Engagement(Engagement::Opened { bot: true }) => summary.bot_open_count += 1,
             Effect::Engagement(Engagement::Opened { bot: false }) => {
                 summary.opened_count += 1;
@@ -316,101 +273,60 @@ mod tests {
     use super::*;
     use crate::event::EventKind;
 
-    fn event(kind: EventKind, at: i64) -> MailgunEvent {
-        MailgunEvent::new(kind, at)
-    }
-
-    fn failed(severity: Option<Severity>, reason: &str, code: &str) -> MailgunEvent {
-        let mut event = event(EventKind::Failed, 1);
-        event.severity = severity;
-        event.reason = Some(reason.to_owned());
-        event.delivery_code = Some(code.to_owned());
+    fn event(effect: Effect, at: i64) -> Event {
+        let mut event = Event::new(EventKind::Other("test".into()), at);
+        event.effect = effect;
         event
     }
 
-    #[test]
-    fn failures_map_by_severity_reason_and_code() {
-        use DeliveryStatus::*;
-        let permanent = Some(Severity::Permanent);
-        let temporary = Some(Severity::Temporary);
-        let cases = [
-            (failed(permanent, "bounce", "550"), Bounced),
-            (failed(permanent, "suppress-bounce", "605"), Dropped),
-            (failed(permanent, "suppress-unsubscribe", "606"), Dropped),
-            (failed(permanent, "suppress-complaint", "607"), Dropped),
-            (failed(permanent, "generic", "625"), Dropped),
-            (failed(permanent, "generic", "5.1.1"), Bounced),
-            (failed(permanent, "old", "498"), Dropped),
-            (failed(temporary, "old", "498"), Dropped),
-            (failed(temporary, "generic", "452"), Deferred),
-            (failed(temporary, "greylisted", "450"), Deferred),
-            (failed(None, "bounce", "550"), Bounced),
-        ];
-        for (event, expected) in cases {
-            assert_eq!(
-                effect_of(&event),
-                Effect::Status(expected),
-                "{:?} {:?} {:?}",
-                event.severity,
-                event.reason,
-                event.delivery_code
-            );
-        }
+    fn status(status: DeliveryStatus, at: i64) -> Event {
+        event(Effect::Status(status), at)
     }
 
     #[test]
     fn engagement_implies_delivered_but_never_lowers_a_bounce() {
         let mut state = MessageState::default();
-        let mut bounce = event(EventKind::Failed, 10);
-        bounce.severity = Some(Severity::Permanent);
-        state.apply("b", &bounce);
-        state.apply("o", &event(EventKind::Opened, 20));
+        state.apply("b", &status(DeliveryStatus::Bounced, 10));
+        state.apply(
+            "o",
+            &event(Effect::Engagement(Engagement::Opened { bot: false }), 20),
+        );
         assert_eq!(state.delivery_status(), Some(DeliveryStatus::Bounced));
         assert_eq!(state.engagement.opened_count, 1);
 
         let mut state = MessageState::default();
-        state.apply("a", &event(EventKind::Accepted, 1));
-        state.apply("c", &event(EventKind::Clicked, 5));
+        state.apply("a", &status(DeliveryStatus::Accepted, 1));
+        state.apply("c", &event(Effect::Engagement(Engagement::Clicked), 5));
         assert_eq!(state.delivery_status(), Some(DeliveryStatus::Delivered));
         assert!(!state.status.as_ref().unwrap().explicit);
     }
 
     #[test]
-    fn a_delayed_bounce_after_delivery_wins() {
+    fn a_bounce_after_delivery_wins() {
         let mut state = MessageState::default();
-        state.apply("d", &event(EventKind::Delivered, 10));
-        let mut bounce = event(EventKind::Failed, 99);
-        bounce.severity = Some(Severity::Permanent);
-        bounce.delayed_bounce = true;
-        state.apply("b", &bounce);
+        state.apply("d", &status(DeliveryStatus::Delivered, 10));
+        state.apply("b", &status(DeliveryStatus::Bounced, 99));
         assert_eq!(state.delivery_status(), Some(DeliveryStatus::Bounced));
     }
 
     #[test]
-    fn unknown_kinds_leave_the_row_alone() {
+    fn events_without_an_effect_leave_the_row_alone() {
         let mut state = MessageState::default();
-        state.apply("x", &event(EventKind::Other("stored".into()), 1));
+        state.apply("x", &event(Effect::None, 1));
         assert_eq!(state, MessageState::default());
     }
 
-    fn arbitrary_event() -> impl Strategy<Value = MailgunEvent> {
-        let kind = prop_oneof![
-            Just(EventKind::Accepted),
-            Just(EventKind::Delivered),
-            Just(EventKind::Failed),
-            Just(EventKind::Bounced),
-            Just(EventKind::Dropped),
-            Just(EventKind::Opened),
-            Just(EventKind::Clicked),
-            Just(EventKind::Unsubscribed),
-            Just(EventKind::Complained),
-            Just(EventKind::Other("stored".into())),
-        ];
-        let severity = prop_oneof![
-            Just(None),
-            Just(Some(Severity::Permanent)),
-            Just(Some(Severity::Temporary))
-        ];
+    fn arbitrary_effect() -> impl Strategy<Value = Effect> {
+        prop_oneof![
+            prop::sample::select(DeliveryStatus::ALL.to_vec()).prop_map(Effect::Status),
+            any::<bool>().prop_map(|bot| Effect::Engagement(Engagement::Opened { bot })),
+            Just(Effect::Engagement(Engagement::Clicked)),
+            Just(Effect::Engagement(Engagement::Unsubscribed)),
+            Just(Effect::None),
+        ]
+    }
+
+    fn arbitrary_event() -> impl Strategy<Value = Event> {
         let reason = prop::option::of(prop_oneof![
             Just("bounce".to_owned()),
             Just("suppress-bounce".to_owned()),
@@ -423,13 +339,11 @@ mod tests {
             Just("452".to_owned())
         ]);
         // Few distinct times, so ties are common and the tie-breaks are exercised.
-        (kind, 0i64..4, severity, reason, code, any::<bool>()).prop_map(
-            |(kind, at, severity, reason, delivery_code, bot)| {
-                let mut event = MailgunEvent::new(kind, at * 1_000_000);
-                event.severity = severity;
+        (arbitrary_effect(), 0i64..4, reason, code).prop_map(
+            |(effect, at, reason, delivery_code)| {
+                let mut event = event(effect, at * 1_000_000);
                 event.reason = reason;
                 event.delivery_code = delivery_code;
-                event.bot = bot;
                 event
             },
         )
@@ -442,7 +356,7 @@ mod tests {
             seed in any::<u64>(),
             duplicates in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
         ) {
-            let keyed: Vec<(String, MailgunEvent)> = events
+            let keyed: Vec<(String, Event)> = events
                 .into_iter()
                 .enumerate()
                 .map(|(i, event)| (format!("event-{i}"), event))

@@ -2,7 +2,7 @@
 //!
 //! Each case builds its event from a small webhook body through the real parsers
 //! (`mailgun::parse_event` with `WebhookFormat::Json` or `WebhookFormat::FormUrlEncoded`), then
-//! asks `status::effect_of` what the event does to its row; the precedence rows apply parsed
+//! reads the effect on its row that Mailgun's mapping (`mailgun::status`) decided; the precedence rows apply parsed
 //! events to a `MessageState` in both orders. Cases are grouped by story, each case names its
 //! doc row, and `every_row_of_the_mapping_doc_has_a_case` keeps the doc and the cases in step.
 
@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 
 use mailtrail_core::event_key::event_key;
 use mailtrail_core::mailgun::{ParseError, WebhookFormat, parse_event};
-use mailtrail_core::status::{DeliveryStatus, Effect, Engagement, MessageState, effect_of};
-use mailtrail_core::{EventKind, MailgunEvent};
+use mailtrail_core::status::{DeliveryStatus, Effect, Engagement, MessageState};
+use mailtrail_core::{Event, EventKind};
 
 use DeliveryStatus::{Accepted, Bounced, Complained, Deferred, Delivered, Dropped};
 
@@ -47,7 +47,7 @@ struct Case {
 }
 
 /// A JSON webhook around `event_data`, read by the real JSON parser.
-fn json(event_data: &str) -> Result<MailgunEvent, ParseError> {
+fn json(event_data: &str) -> Result<Event, ParseError> {
     let body = format!(
         r#"{{"signature": {{"timestamp": "1700000000", "token": "tok", "signature": "00"}},
             "event-data": {event_data}}}"#
@@ -56,15 +56,15 @@ fn json(event_data: &str) -> Result<MailgunEvent, ParseError> {
 }
 
 /// A legacy urlencoded webhook with `fields` (already encoded), read by the real form parser.
-fn form(fields: &str) -> Result<MailgunEvent, ParseError> {
+fn form(fields: &str) -> Result<Event, ParseError> {
     let body = format!("{fields}&timestamp=1461261330&token=tok&signature=00");
     parse_event(&WebhookFormat::FormUrlEncoded, body.as_bytes(), 0)
 }
 
 /// A case about one event's effect.
-fn effect(row: &'static str, event: Result<MailgunEvent, ParseError>, want: Effect) -> Case {
+fn effect(row: &'static str, event: Result<Event, ParseError>, want: Effect) -> Case {
     let got = match event {
-        Ok(event) => Outcome::Effect(effect_of(&event)),
+        Ok(event) => Outcome::Effect(event.effect),
         Err(error) => Outcome::Refused(error),
     };
     Case {
@@ -74,16 +74,12 @@ fn effect(row: &'static str, event: Result<MailgunEvent, ParseError>, want: Effe
     }
 }
 
-fn status(
-    row: &'static str,
-    event: Result<MailgunEvent, ParseError>,
-    want: DeliveryStatus,
-) -> Case {
+fn status(row: &'static str, event: Result<Event, ParseError>, want: DeliveryStatus) -> Case {
     effect(row, event, Effect::Status(want))
 }
 
 /// Applies `events` to a fresh row, keyed as the store keys them.
-fn apply<'a>(events: impl Iterator<Item = &'a MailgunEvent>) -> RowState {
+fn apply<'a>(events: impl Iterator<Item = &'a Event>) -> RowState {
     let mut state = MessageState::default();
     for event in events {
         state.apply(&event_key(event), event);
@@ -97,7 +93,7 @@ fn apply<'a>(events: impl Iterator<Item = &'a MailgunEvent>) -> RowState {
 }
 
 /// A precedence case: the row after `events`, which must not depend on their order.
-fn precedence(row: &'static str, events: &[MailgunEvent], want: RowState) -> Case {
+fn precedence(row: &'static str, events: &[Event], want: RowState) -> Case {
     let forward = apply(events.iter());
     let backward = apply(events.iter().rev());
     let got = if forward == backward {
@@ -412,7 +408,7 @@ fn legacy_unknown_events_and_inbound_posts() -> Vec<Case> {
             got: match form(
                 "recipient=test%40inbound.example.com&sender=from%40example.org&body-plain=Hi",
             ) {
-                Ok(event) => Outcome::Effect(effect_of(&event)),
+                Ok(event) => Outcome::Effect(event.effect),
                 Err(error) => Outcome::Refused(error),
             },
             want: Outcome::Refused(ParseError::MissingEvent),
@@ -423,7 +419,7 @@ fn legacy_unknown_events_and_inbound_posts() -> Vec<Case> {
 // --- Precedence ------------------------------------------------------------------------------
 
 /// A JSON event about the same message and recipient at `timestamp` seconds.
-fn at(timestamp: u32, fields: &str) -> MailgunEvent {
+fn at(timestamp: u32, fields: &str) -> Event {
     json(&format!(
         r#"{{{fields}, "timestamp": {timestamp}, "recipient": "a@example.com",
             "message": {{"headers": {{"message-id": "p@mg.example.com"}}}}}}"#

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use mailtrail_core::mailgun::{WebhookFormat, multipart, read_signature};
-use mailtrail_core::{Envelope, SignatureError, SigningKeys};
+use mailtrail_core::{Envelope, SignatureError, SigningKeys, Source};
 use mailtrail_queue::{PushOutcome, Queue, now_ms};
 
 use crate::error::WebhookError;
@@ -65,10 +65,10 @@ pub async fn receive_webhook(
         // status and can be megabytes, so they are not copied into Redis.
         WebhookFormat::Multipart { boundary } => {
             let text_parts = multipart::without_file_parts(&body, boundary)?;
-            Envelope::encode(now_ms, content_type, &text_parts)
+            Envelope::encode(Source::Mailgun, now_ms, content_type, &text_parts)
         }
         WebhookFormat::Json | WebhookFormat::FormUrlEncoded => {
-            Envelope::encode(now_ms, content_type, &body)
+            Envelope::encode(Source::Mailgun, now_ms, content_type, &body)
         }
     };
     let pushed_at = std::time::Instant::now();

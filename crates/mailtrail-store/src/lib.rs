@@ -21,4 +21,4 @@ pub use error::StoreError;
 pub use migrate::{MIGRATIONS, migrate};
 pub use stats::{StatsRow, StatsScope, status_counts};
 pub use timeline::{TimelineEvent, TimelineFilter, timeline};
-pub use upsert::{EventRow, UpsertCounts, upsert_events};
+pub use upsert::{UpsertCounts, upsert_events};

@@ -16,126 +16,12 @@
 
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, SmallInt, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
-use mailtrail_core::status::{Effect, StatusClaim, effect_of};
-use mailtrail_core::{MailgunEvent, MessageId};
+use mailtrail_core::EventRow;
 
 use crate::{StoreConnection, StoreError};
-
-/// One validated event, ready to store.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EventRow {
-    /// Stable deduplication key (`mailtrail_core::event_key`).
-    pub event_key: String,
-    /// Normalised message id.
-    pub message_id: String,
-    /// The recipient.
-    pub recipient: String,
-    /// Mailgun's event name.
-    pub kind: String,
-    /// Event time.
-    pub occurred_at: DateTime<Utc>,
-    /// Mailgun's event id.
-    pub event_id: Option<String>,
-    /// Custom variable `backer_id`.
-    pub backer_id: i64,
-    /// Custom variable `project_id`.
-    pub project_id: i64,
-    /// Subject (custom variable, else header).
-    pub subject: Option<String>,
-    /// Claimed status, `None` for kinds that do not touch the row.
-    pub status: Option<String>,
-    /// Claimed status tier.
-    pub status_tier: Option<i16>,
-    /// False for the `delivered` implied by an engagement.
-    pub status_explicit: Option<bool>,
-    /// `failed` severity.
-    pub severity: Option<String>,
-    /// Mailgun reason.
-    pub reason: Option<String>,
-    /// Delivery code.
-    pub delivery_code: Option<String>,
-    /// `opened`, `clicked`, `unsubscribed`.
-    pub engagement: Option<String>,
-    /// A machine open or click.
-    pub bot: bool,
-    /// Clicked URL.
-    pub url: Option<String>,
-}
-
-impl EventRow {
-    /// Builds the row for `event` once the worker has validated its identity and variables.
-    pub fn new(
-        event_key: String,
-        event: &MailgunEvent,
-        message_id: &MessageId,
-        recipient: &str,
-        backer_id: i64,
-        project_id: i64,
-        subject: Option<String>,
-    ) -> Self {
-        let claim = StatusClaim::of(event);
-        let engagement = match effect_of(event) {
-            Effect::Engagement(engagement) => Some(engagement.as_str().to_owned()),
-            Effect::Status(_) | Effect::None => None,
-        };
-        let text = |value: &str| text_for_postgres(value);
-        let optional = |value: &Option<String>| value.as_deref().map(text_for_postgres);
-        let occurred_at = DateTime::from_timestamp_micros(event.occurred_at_micros)
-            .unwrap_or(DateTime::UNIX_EPOCH);
-        Self {
-            event_key,
-            message_id: text(message_id.as_str()),
-            recipient: text(recipient),
-            kind: text(event.kind.as_str()),
-            occurred_at,
-            event_id: optional(&event.event_id),
-            backer_id,
-            project_id,
-            subject: subject
-                .as_deref()
-                .map(|subject| text_for_postgres(truncate(subject, MAX_SUBJECT_BYTES))),
-            status: claim.as_ref().map(|claim| claim.status.as_str().to_owned()),
-            status_tier: claim.as_ref().map(|claim| claim.status.tier()),
-            status_explicit: claim.as_ref().map(|claim| claim.explicit),
-            severity: event.severity.map(|severity| severity.as_str().to_owned()),
-            reason: optional(&event.reason),
-            delivery_code: optional(&event.delivery_code),
-            engagement,
-            bot: event.bot,
-            url: optional(&event.url),
-        }
-    }
-}
-
-/// Subjects are indexed (`project_id, subject`), and a btree entry must stay under ~2.7 kB; RFC
-/// 5322 limits a header line to 998 bytes anyway.
-const MAX_SUBJECT_BYTES: usize = 998;
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// Postgres text cannot hold NUL; Mailgun JSON can (`\u0000`). Replacing it keeps the event
-/// instead of having Postgres refuse the whole batch.
-fn text_for_postgres(value: &str) -> String {
-    if value.contains('\0') {
-        value.replace('\0', "\u{FFFD}")
-    } else {
-        value.to_owned()
-    }
-}
 
 /// What one batch write did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, QueryableByName)]

@@ -1,27 +1,52 @@
 //! mailtrail-worker: the only writer to Postgres.
 //!
-//! [`run`] claims batches of envelopes from the Redis backlog into the worker's own processing
-//! list, [`classify`](classify::classify)s each (store, skip, or dead-letter), upserts the batch
-//! in one statement, and only then acknowledges it. See [`worker`] for why nothing is lost and
-//! nothing is counted twice when the process is killed at any instant.
+//! A [`Worker`] claims batches of envelopes from the Redis backlog into its own processing list,
+//! triages every event (store, skip, or dead-letter; `mailtrail_core::triage`), upserts the batch
+//! in one statement, and only then acknowledges it. [`run`] starts one and runs it until the stop
+//! is requested; see [`run_loop`] for why nothing is lost and nothing is counted twice when the
+//! process is killed at any instant.
+//!
+//! | file | role |
+//! |---|---|
+//! | `worker.rs` | the [`Worker`] struct and its start-up (durability check, lease, migrations, recovery) |
+//! | `run_loop.rs` | the loop, and [`Worker::process_next_batch`] for tests |
+//! | `batch.rs` | one batch: triage, write-with-split, what to settle |
+//! | `backoff.rs` | waiting out a failing Redis or Postgres |
+//! | `shutdown.rs` | the stop request |
+//! | `config.rs`, `metrics.rs` | configuration and `/metrics` |
 
-pub mod classify;
+mod backoff;
+mod batch;
 pub mod config;
 pub mod metrics;
+pub mod run_loop;
+pub mod shutdown;
 pub mod worker;
 
 pub use config::{ConfigError, WorkerConfig};
-pub use worker::run;
+pub use run_loop::BatchOutcome;
+pub use shutdown::{Shutdown, StopHandle};
+pub use worker::Worker;
+
+/// Starts a worker and runs it until the stop is requested (a stop during start-up is not an
+/// error).
+pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerError> {
+    match Worker::start(config, shutdown).await {
+        Ok(worker) => worker.run().await,
+        Err(WorkerError::Stopped) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
 
 /// Why the worker could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// Redis could not be set up.
+    /// Redis could not be set up, or failed where the caller must hear of it.
     #[error("queue: {0}")]
     Queue(#[from] mailtrail_queue::QueueError),
     /// Postgres or migrations failed at start.
     #[error("store: {0}")]
-    Store(mailtrail_store::StoreError),
+    Store(#[from] mailtrail_store::StoreError),
     /// Another live process holds this worker id.
     #[error(
         "worker id `{0}` is held by another live worker; give each worker its own MAILTRAIL_WORKER_ID"
@@ -32,4 +57,8 @@ pub enum WorkerError {
         "Redis maxmemory-policy is `{0}`, which may evict queued events; set it to noeviction or unset MAILTRAIL_REQUIRE_NOEVICTION"
     )]
     EvictingRedis(String),
+    /// The stop was requested before the work was done; what was in hand stays in the
+    /// processing list and is requeued.
+    #[error("stopped before the work was done")]
+    Stopped,
 }

@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let logging: LogEnv = envy::from_env().context("invalid MAILTRAIL_LOG_FORMAT")?;
     mailtrail_telemetry::init_logging(logging.mailtrail_log_format);
     let config = WorkerConfig::from_env().context("invalid configuration")?;
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (stop, shutdown) = mailtrail_worker::shutdown::channel();
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     tokio::spawn(async move {
         tokio::select! {
@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("stop requested; finishing the batch in hand");
-        let _ = stop.send(true);
+        stop.stop();
     });
     mailtrail_worker::run(config, shutdown)
         .await

@@ -24,7 +24,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::mailgun::{ParseError, WebhookFormat, parse_event, read_signature};
 use mailtrail_core::sample::{signed_form, signed_json};
-use mailtrail_core::{EventKind, MailgunEvent, MessageId, Severity, SigningKey, SigningKeys};
+use mailtrail_core::{Event, EventKind, MessageId, Severity, SigningKey, SigningKeys};
 use mailtrail_store::schema::{email_events, sent_emails};
 use pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds};
 use serde_json::{Value, json};
@@ -135,7 +135,7 @@ impl Entry {
     }
 
     /// The event as the worker reads it.
-    fn parse(&self) -> Result<MailgunEvent, ParseError> {
+    fn parse(&self) -> Result<Event, ParseError> {
         parse_event(&self.format.webhook_format(), &self.as_posted(), 0)
     }
 }
@@ -334,7 +334,7 @@ enum Expected {
 
 /// The manifest's event read as a status, by the rule in `docs/status-mapping.md`, written out
 /// here again rather than asked of `effect_of`.
-fn expected(entry: &Entry, event: Option<&MailgunEvent>) -> Expected {
+fn expected(entry: &Entry, event: Option<&Event>) -> Expected {
     let Some(event) = event else {
         return Expected::DeadLetter;
     };

@@ -300,7 +300,7 @@ async fn worker_metrics_count_stored_skipped_and_dead_events() {
     let mut config = pipeline::worker_config(&pipeline.database, &pipeline.redis, "worker-1");
     let port = mailtrail_testing::free_port();
     config.metrics_bind = Some(format!("127.0.0.1:{port}"));
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (stop, shutdown) = mailtrail_worker::shutdown::channel();
     let worker = tokio::spawn(mailtrail_worker::run(config, shutdown));
 
     for i in 0..3 {
@@ -355,6 +355,61 @@ async fn worker_metrics_count_stored_skipped_and_dead_events() {
     assert_eq!(value("mailtrail_worker_rows_upserted_total"), 3.0);
     assert_eq!(value("mailtrail_worker_backlog"), 0.0);
     assert!(value("mailtrail_worker_last_batch_timestamp_seconds") > 1.7e9);
-    stop.send(true).unwrap();
+    stop.stop();
     worker.await.unwrap().unwrap();
+}
+
+/// Envelopes written by version 1 of the envelope format (captured from the receiver of that
+/// version, in `fixtures/v1-envelopes.jsonl`) may still wait in a backlog after an upgrade: the
+/// worker reads them as Mailgun webhooks.
+#[tokio::test(flavor = "multi_thread")]
+async fn envelopes_written_by_version_1_are_still_processed() {
+    let database = mailtrail_testing::TestDatabase::create().await;
+    let redis = mailtrail_testing::TestRedis::new();
+    let queue = mailtrail_queue::Queue::connect(&mailtrail_queue::QueueSettings {
+        url: redis.url().to_owned(),
+        prefix: redis.prefix().to_owned(),
+        response_timeout: std::time::Duration::from_secs(2),
+    })
+    .await
+    .unwrap();
+    let fixture = include_str!("fixtures/v1-envelopes.jsonl");
+    for line in fixture.lines() {
+        assert!(line.starts_with(r#"{"v":1,"#), "not a version 1 envelope");
+        queue.push_envelope(line).await.unwrap();
+    }
+
+    let config = pipeline::worker_config(&database, &redis, "worker-v1");
+    let (_stop, shutdown) = mailtrail_worker::shutdown::channel();
+    let mut worker = mailtrail_worker::Worker::start(config, shutdown)
+        .await
+        .unwrap();
+    let outcome = worker.process_next_batch().await.unwrap().unwrap();
+    assert_eq!(
+        (outcome.envelopes, outcome.done, outcome.dead),
+        (2, 2, 0),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.events_inserted, 2);
+    assert_eq!(worker.process_next_batch().await.unwrap(), None);
+    worker.release().await.unwrap();
+
+    use sent_emails::dsl as s;
+    let mut connection = database.connect().await;
+    let (status, backer, project, subject, opened): (String, i64, i64, Option<String>, i64) =
+        s::sent_emails
+            .filter(s::message_id.eq("v1-fixture@mg.example.com"))
+            .select((
+                s::status,
+                s::backer_id,
+                s::project_id,
+                s::subject,
+                s::opened_count,
+            ))
+            .first(&mut connection)
+            .await
+            .unwrap();
+    assert_eq!(status, "delivered");
+    assert_eq!((backer, project, opened), (4242, 77, 1));
+    assert_eq!(subject.as_deref(), Some("Written by envelope version 1"));
 }

@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_seed};
-use mailtrail_core::{Envelope, SigningKey};
+use mailtrail_core::{Envelope, SigningKey, Source};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_testing::{ChaosProxy, PrivateRedis, TestDatabase, TestRedis};
 
@@ -34,7 +34,15 @@ fn envelopes(run: &str, messages: usize) -> Vec<String> {
             };
             let token = token_from_seed(&format!("{run}-{i}-{kind:?}"));
             let body = signed_json(&key, 1_764_000_000, &token, sample.event_data());
-            envelopes.push(Envelope::new(1_764_000_000_000, "application/json", &body).to_json());
+            envelopes.push(
+                Envelope::new(
+                    Source::Mailgun,
+                    1_764_000_000_000,
+                    "application/json",
+                    &body,
+                )
+                .to_json(),
+            );
         }
     }
     envelopes

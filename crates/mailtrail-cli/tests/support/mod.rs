@@ -8,8 +8,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use mailtrail_core::event_key::event_key;
-use mailtrail_core::{EventKind, MailgunEvent, MessageId, Severity};
-use mailtrail_store::EventRow;
+use mailtrail_core::mailgun::status::mapped;
+use mailtrail_core::{Event, EventKind, EventRow, MessageId, Severity};
 use mailtrail_testing::{TestDatabase, TestRedis};
 
 /// What one run of the binary printed.
@@ -125,7 +125,7 @@ pub const T0: i64 = 1_700_000_000;
 
 /// One event to store, built the way the worker builds it.
 pub struct Seed {
-    event: MailgunEvent,
+    event: Event,
     backer: i64,
     project: i64,
     subject: Option<String>,
@@ -141,7 +141,7 @@ impl Seed {
         at: i64,
         (backer, project): (i64, i64),
     ) -> Self {
-        let mut event = MailgunEvent::new(kind, (T0 + at) * 1_000_000);
+        let mut event = Event::new(kind, (T0 + at) * 1_000_000);
         event.message_id = MessageId::parse(message);
         event.recipient = Some(recipient.to_owned());
         Self {
@@ -180,11 +180,13 @@ impl Seed {
 
     /// The row the worker would write.
     pub fn row(&self) -> EventRow {
+        // Mailgun's mapping decides the event's effect, as the parser does for the worker.
+        let event = mapped(self.event.clone());
         let message_id = self.event.message_id.clone().unwrap();
         let recipient = self.event.recipient.clone().unwrap();
         EventRow::new(
-            event_key(&self.event),
-            &self.event,
+            event_key(&event),
+            &event,
             &message_id,
             &recipient,
             self.backer,

@@ -28,7 +28,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::{ParseError, WebhookSignature};
-use crate::event::{EventKind, MailgunEvent, MessageId, Severity, seconds_to_micros};
+use crate::event::{Event, EventKind, MessageId, Severity, seconds_to_micros};
 use crate::variables::UserVariables;
 
 /// Pulls the signed fields out of a legacy form (the last `signature`, `timestamp` and `token`).
@@ -37,7 +37,7 @@ pub fn read_signature(body: &[u8]) -> Result<WebhookSignature, ParseError> {
 }
 
 /// Reads a legacy form event.
-pub fn parse_event(body: &[u8], fallback_micros: i64) -> Result<MailgunEvent, ParseError> {
+pub fn parse_event(body: &[u8], fallback_micros: i64) -> Result<Event, ParseError> {
     decode(body)?.event(fallback_micros)
 }
 
@@ -129,7 +129,7 @@ impl<'a> LegacyFields<'a> {
     }
 
     /// The whole event; `fallback_micros` is used when the signed timestamp is missing or odd.
-    pub(crate) fn event(&self, fallback_micros: i64) -> Result<MailgunEvent, ParseError> {
+    pub(crate) fn event(&self, fallback_micros: i64) -> Result<Event, ParseError> {
         // An inbound route posting to the event URL has every other field but this one.
         let kind = self.text("event").ok_or(ParseError::MissingEvent)?;
         let kind = EventKind::from_name(&kind);
@@ -144,7 +144,7 @@ impl<'a> LegacyFields<'a> {
             .map(MessageHeaders::parse)
             .unwrap_or_default();
 
-        let mut event = MailgunEvent::new(kind, occurred_at);
+        let mut event = Event::new(kind, occurred_at);
         event.severity = match event.kind {
             // Legacy bounces and drops are final: Mailgun only reported a failure once it had
             // given up (temporary failures had no legacy webhook at all).
@@ -163,7 +163,7 @@ impl<'a> LegacyFields<'a> {
         event.url = self.text("url");
         event.tags = self.tags();
         event.variables = self.variables(&headers);
-        Ok(event)
+        Ok(super::status::mapped(event))
     }
 
     /// The first value of `name`, as sent.
@@ -276,7 +276,7 @@ mod tests {
 
     use super::*;
     use crate::signature::SigningKeys;
-    use crate::status::{DeliveryStatus, Effect, Engagement, effect_of};
+    use crate::status::{DeliveryStatus, Effect, Engagement};
 
     /// Encodes fields the way Mailgun (and every form encoder) does.
     fn form(fields: &[(&str, &str)]) -> Vec<u8> {
@@ -307,7 +307,7 @@ mod tests {
         fields.iter().copied().chain(SIGNED).collect()
     }
 
-    fn parse(fields: &[(&str, &str)]) -> MailgunEvent {
+    fn parse(fields: &[(&str, &str)]) -> Event {
         parse_event(&form(&with_signature(fields)), 0).unwrap()
     }
 
@@ -360,7 +360,7 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(names.len(), 3, "{names:?}");
-        assert_eq!(effect_of(&event), Effect::Status(DeliveryStatus::Delivered));
+        assert_eq!(event.effect, Effect::Status(DeliveryStatus::Delivered));
     }
 
     #[test]
@@ -383,14 +383,14 @@ mod tests {
         assert_eq!(event.delivery_code.as_deref(), Some("550"));
         assert_eq!(event.message_id.as_ref().unwrap().as_str(), "b@example.com");
         assert_eq!(event.variables.as_map().len(), 2);
-        assert_eq!(effect_of(&event), Effect::Status(DeliveryStatus::Bounced));
+        assert_eq!(event.effect, Effect::Status(DeliveryStatus::Bounced));
     }
 
     #[test]
     fn an_rfc_3463_code_like_5_1_1_is_kept_as_text() {
         let event = parse(&[("event", "bounced"), ("code", "5.1.1")]);
         assert_eq!(event.delivery_code.as_deref(), Some("5.1.1"));
-        assert_eq!(effect_of(&event), Effect::Status(DeliveryStatus::Bounced));
+        assert_eq!(event.effect, Effect::Status(DeliveryStatus::Bounced));
     }
 
     #[test]
@@ -398,7 +398,7 @@ mod tests {
         for code in ["605", "606", "607", "625"] {
             let event = parse(&[("event", "bounced"), ("code", code)]);
             assert_eq!(
-                effect_of(&event),
+                event.effect,
                 Effect::Status(DeliveryStatus::Dropped),
                 "{code}"
             );
@@ -418,7 +418,7 @@ mod tests {
             assert_eq!(event.severity, Some(Severity::Permanent));
             assert_eq!(event.reason.as_deref(), Some(reason));
             assert_eq!(event.variables.integer("backer_id"), Ok(Some(3)));
-            assert_eq!(effect_of(&event), Effect::Status(DeliveryStatus::Dropped));
+            assert_eq!(event.effect, Effect::Status(DeliveryStatus::Dropped));
         }
     }
 
@@ -447,10 +447,7 @@ mod tests {
         assert_eq!(event.variables.integer("backer_id"), Ok(Some(5)));
         assert_eq!(event.variables.integer("project_id"), Ok(Some(6)));
         assert_eq!(event.tags, ["weekly"]);
-        assert_eq!(
-            effect_of(&event),
-            Effect::Status(DeliveryStatus::Complained)
-        );
+        assert_eq!(event.effect, Effect::Status(DeliveryStatus::Complained));
     }
 
     #[test]
@@ -494,7 +491,7 @@ mod tests {
             assert_eq!(event.variables.integer("project_id"), Ok(Some(7)));
             assert_eq!(event.variables.as_map().len(), 2, "{name}");
             assert!(!event.bot);
-            assert_eq!(effect_of(&event), effect, "{name}");
+            assert_eq!(event.effect, effect, "{name}");
         }
         let click = parse(&[
             ("event", "clicked"),

@@ -13,7 +13,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{ParseError, WebhookSignature};
-use crate::event::{EventKind, MailgunEvent, MessageId, Severity, seconds_to_micros};
+use crate::event::{Event, EventKind, MessageId, Severity, seconds_to_micros};
 use crate::variables::UserVariables;
 
 /// The outer object, with `event-data` left unparsed (the receiver only validates it is JSON).
@@ -72,7 +72,7 @@ struct Payload {
 }
 
 /// Reads a JSON webhook into a normalised event.
-pub fn parse_event(body: &[u8], fallback_micros: i64) -> Result<MailgunEvent, ParseError> {
+pub fn parse_event(body: &[u8], fallback_micros: i64) -> Result<Event, ParseError> {
     let payload: Payload =
         serde_json::from_slice(body).map_err(|error| ParseError::InvalidJson(error.to_string()))?;
     let Some(Value::Object(data)) = payload.event_data else {
@@ -92,14 +92,14 @@ pub fn parse_event(body: &[u8], fallback_micros: i64) -> Result<MailgunEvent, Pa
 pub fn event_from_data(
     data: &serde_json::Map<String, Value>,
     fallback_micros: i64,
-) -> Result<MailgunEvent, ParseError> {
+) -> Result<Event, ParseError> {
     let kind = text(data.get("event")).ok_or(ParseError::MissingEvent)?;
     let occurred_at = data
         .get("timestamp")
         .and_then(number_like)
         .and_then(seconds_to_micros)
         .unwrap_or(fallback_micros);
-    let mut event = MailgunEvent::new(EventKind::from_name(&kind), occurred_at);
+    let mut event = Event::new(EventKind::from_name(&kind), occurred_at);
     event.event_id = text(data.get("id"));
     event.recipient = text(data.get("recipient"));
     event.severity = text(data.get("severity")).and_then(|s| Severity::from_name(&s));
@@ -136,7 +136,7 @@ pub fn event_from_data(
         .and_then(|bot| text(Some(bot)))
         .is_some();
     event.url = text(data.get("url"));
-    Ok(event)
+    Ok(super::status::mapped(event))
 }
 
 /// A non-empty trimmed string, or a number written as one.
@@ -182,7 +182,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::status::{DeliveryStatus, Effect, effect_of};
+    use crate::status::{DeliveryStatus, Effect};
 
     fn body(event_data: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({
@@ -294,7 +294,7 @@ mod tests {
         .unwrap();
         assert!(open.bot);
         assert_eq!(
-            effect_of(&open),
+            open.effect,
             Effect::Engagement(crate::status::Engagement::Opened { bot: true })
         );
         let bounce = parse_event(
@@ -308,7 +308,7 @@ mod tests {
         .unwrap();
         assert!(bounce.delayed_bounce);
         assert_eq!(bounce.delivery_code.as_deref(), Some("5.1.1"));
-        assert_eq!(effect_of(&bounce), Effect::Status(DeliveryStatus::Bounced));
+        assert_eq!(bounce.effect, Effect::Status(DeliveryStatus::Bounced));
     }
 
     /// Any JSON, with keys drawn mostly from the names the parser looks at, so the lenient

@@ -1,15 +1,17 @@
-//! Reading Mailgun webhook bodies.
+//! Mailgun, the first provider: its webhook bodies and what its events mean.
 //!
 //! Three wire formats carry the same events: the current JSON webhooks, and the legacy
 //! urlencoded and multipart forms (retired by Mailgun in 2023, still accepted). The receiver only
 //! needs the signed fields ([`read_signature`]); the worker needs the whole event
-//! ([`parse_event`]). Both dispatch on the request's content type.
+//! ([`parse_event`]). Both dispatch on the request's content type. [`status`] maps Mailgun's
+//! events, codes and reasons to their effect on a row; nothing outside this module knows them.
 
 pub mod form;
 pub mod json;
 pub mod multipart;
+pub mod status;
 
-use crate::event::MailgunEvent;
+use crate::event::Event;
 use crate::signature::SignedToken;
 
 /// The wire format of a webhook, from its `Content-Type`.
@@ -123,7 +125,7 @@ pub fn parse_event(
     format: &WebhookFormat,
     body: &[u8],
     fallback_micros: i64,
-) -> Result<MailgunEvent, ParseError> {
+) -> Result<Event, ParseError> {
     match format {
         WebhookFormat::Json => json::parse_event(body, fallback_micros),
         WebhookFormat::FormUrlEncoded => form::parse_event(body, fallback_micros),

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 
 use super::form::LegacyFields;
 use super::{ParseError, WebhookSignature};
-use crate::event::MailgunEvent;
+use crate::event::Event;
 
 /// Pulls the signed fields out of a multipart legacy webhook.
 pub fn read_signature(body: &[u8], boundary: &str) -> Result<WebhookSignature, ParseError> {
@@ -31,11 +31,7 @@ pub fn read_signature(body: &[u8], boundary: &str) -> Result<WebhookSignature, P
 }
 
 /// Reads a multipart legacy event.
-pub fn parse_event(
-    body: &[u8],
-    boundary: &str,
-    fallback_micros: i64,
-) -> Result<MailgunEvent, ParseError> {
+pub fn parse_event(body: &[u8], boundary: &str, fallback_micros: i64) -> Result<Event, ParseError> {
     fields(body, boundary)?.event(fallback_micros)
 }
 
@@ -289,7 +285,7 @@ mod tests {
     use super::*;
     use crate::event::{EventKind, MessageId, Severity};
     use crate::signature::SigningKeys;
-    use crate::status::{DeliveryStatus, Effect, effect_of};
+    use crate::status::{DeliveryStatus, Effect};
 
     const BOUNDARY: &str = "353d603f-eede-4b49-97ac-724fbc54ea3c";
 
@@ -384,7 +380,7 @@ mod tests {
             assert_eq!(event.variables.integer("backer_id"), Ok(Some(42)));
             assert_eq!(event.variables.integer("project_id"), Ok(Some(7)));
             assert_eq!(event.variables.as_map().len(), 2, "{:?}", event.variables);
-            assert_eq!(effect_of(&event), Effect::Status(DeliveryStatus::Dropped));
+            assert_eq!(event.effect, Effect::Status(DeliveryStatus::Dropped));
         }
     }
 
@@ -455,7 +451,7 @@ mod tests {
         assert_eq!(event.occurred_at_micros, 1_000_000);
         assert_eq!(event.variables.integer("project_id"), Ok(Some(7)));
         assert_eq!(event.variables.integer("backer_id"), Ok(Some(9)));
-        assert_eq!(effect_of(&event), Effect::Status(DeliveryStatus::Bounced));
+        assert_eq!(event.effect, Effect::Status(DeliveryStatus::Bounced));
     }
 
     #[test]
@@ -592,7 +588,7 @@ mod tests {
                 Some("Mailgun Variable #1")
             );
             assert_eq!(event.subject.as_deref(), Some("Test drop webhook"));
-            assert_eq!(effect_of(&event), Effect::Status(DeliveryStatus::Dropped));
+            assert_eq!(event.effect, Effect::Status(DeliveryStatus::Dropped));
             checked += 1;
         }
         assert!(

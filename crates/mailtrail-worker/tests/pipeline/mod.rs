@@ -9,7 +9,6 @@ use mailtrail_core::sample::{SampleEvent, signed_json, token_from_seed};
 use mailtrail_receiver::{Application, ReceiverConfig};
 use mailtrail_testing::{TestDatabase, TestRedis};
 use mailtrail_worker::WorkerConfig;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The signing key every pipeline is configured with.
@@ -21,7 +20,7 @@ pub struct Pipeline {
     pub redis: TestRedis,
     pub base_url: String,
     pub client: reqwest::Client,
-    stop: Option<watch::Sender<bool>>,
+    stop: Option<mailtrail_worker::StopHandle>,
     worker: Option<JoinHandle<Result<(), mailtrail_worker::WorkerError>>>,
 }
 
@@ -52,7 +51,7 @@ impl Pipeline {
 
     /// Starts the worker.
     pub fn start_worker(&mut self) {
-        let (stop, shutdown) = watch::channel(false);
+        let (stop, shutdown) = mailtrail_worker::shutdown::channel();
         let config = worker_config(&self.database, &self.redis, "worker-1");
         self.worker = Some(tokio::spawn(mailtrail_worker::run(config, shutdown)));
         self.stop = Some(stop);
@@ -106,7 +105,7 @@ impl Pipeline {
     /// Stops the worker gracefully and waits for it.
     pub async fn stop_worker(&mut self) {
         if let Some(stop) = self.stop.take() {
-            stop.send(true).unwrap();
+            stop.stop();
         }
         if let Some(worker) = self.worker.take() {
             worker.await.unwrap().unwrap();

@@ -1,0 +1,330 @@
+//! One claimed batch on its way through the worker: triaged, written, then settled.
+//!
+//! [`TriagedBatch::of`] gives every event of every envelope its verdict (pure, from
+//! `mailtrail_core::triage`). [`BatchWriter::write`] upserts the rows in one statement; a batch
+//! Postgres refuses for its data (not its connection) is split, so the good rows commit and only
+//! the offenders' envelopes are dead-lettered. [`TriagedBatch::into_settlement`] then says what
+//! the queue must do with each envelope: acknowledge it, or dead-letter it with its reason.
+//!
+//! An envelope is acknowledged only when every one of its events was stored or skipped; one bad
+//! event dead-letters its whole envelope (its good events are stored all the same, and a replay
+//! writes them again, which changes nothing). Skips are counted only for acknowledged envelopes,
+//! so a dead letter replayed later does not count its skips twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mailtrail_core::{EventRow, Verdict, triage};
+use mailtrail_queue::{ClaimedBatch, Settlement, WorkerQueue};
+use mailtrail_store::{StoreConnection, StoreError, UpsertCounts, upsert_events};
+
+use crate::backoff::Backoff;
+use crate::shutdown::Shutdown;
+
+/// What is decided so far about one envelope of the batch.
+#[derive(Debug)]
+enum Fate {
+    /// Every event was stored or skipped (or its rows are being written now).
+    Done,
+    /// Can never succeed; dead-lettered with the reason.
+    Dead(String),
+}
+
+/// A claimed batch with a verdict for every event.
+#[derive(Debug)]
+pub(crate) struct TriagedBatch {
+    /// The batch as claimed (its size and ends), to settle it by position.
+    claimed: Option<ClaimedBatch>,
+    /// Every claimed envelope, oldest first.
+    envelopes: Vec<String>,
+    /// What becomes of each envelope, index for index.
+    fates: Vec<Fate>,
+    /// Rows to write.
+    rows: Vec<EventRow>,
+    /// The envelope each row came from (an index into `envelopes`), row for row: kept apart so
+    /// the rows can be written as one slice without copying them.
+    row_envelopes: Vec<usize>,
+    /// Skipped events: (envelope index, reason).
+    skips: Vec<(usize, &'static str)>,
+}
+
+impl TriagedBatch {
+    /// Triages a claimed batch (oldest first).
+    pub(crate) fn of(batch: Vec<String>) -> Self {
+        let mut triaged = Self {
+            claimed: ClaimedBatch::of(&batch),
+            envelopes: Vec::with_capacity(batch.len()),
+            fates: Vec::with_capacity(batch.len()),
+            rows: Vec::with_capacity(batch.len()),
+            row_envelopes: Vec::with_capacity(batch.len()),
+            skips: Vec::new(),
+        };
+        for (index, raw) in batch.into_iter().enumerate() {
+            let fate = match triage(&raw) {
+                Err(unreadable) => Fate::Dead(unreadable.0),
+                Ok(verdicts) => triaged.take_verdicts(index, verdicts),
+            };
+            triaged.envelopes.push(raw);
+            triaged.fates.push(fate);
+        }
+        triaged
+    }
+
+    fn take_verdicts(&mut self, index: usize, verdicts: Vec<Verdict>) -> Fate {
+        let mut fate = Fate::Done;
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Store(row) => {
+                    self.rows.push(*row);
+                    self.row_envelopes.push(index);
+                }
+                Verdict::Skip(reason) => self.skips.push((index, reason)),
+                Verdict::Dead(reason) => {
+                    if matches!(fate, Fate::Done) {
+                        fate = Fate::Dead(reason);
+                    }
+                }
+            }
+        }
+        fate
+    }
+
+    /// Envelopes in the batch.
+    pub(crate) fn len(&self) -> usize {
+        self.envelopes.len()
+    }
+
+    /// Rows to write.
+    #[cfg(test)]
+    pub(crate) fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Marks the envelope of row `row` dead (keeping an earlier reason).
+    fn refuse_row(&mut self, row: usize, reason: String) {
+        let fate = &mut self.fates[self.row_envelopes[row]];
+        if matches!(fate, Fate::Done) {
+            *fate = Fate::Dead(reason);
+        }
+    }
+
+    /// What the queue must do: acknowledge the done envelopes (with their skip counts) and
+    /// dead-letter the others.
+    pub(crate) fn into_settlement(self) -> Settlement {
+        let mut skipped: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for (index, reason) in &self.skips {
+            if matches!(self.fates[*index], Fate::Done) {
+                *skipped.entry(reason).or_default() += 1;
+            }
+        }
+        let mut settlement = Settlement {
+            claimed: self.claimed,
+            ..Settlement::default()
+        };
+        for (envelope, fate) in self.envelopes.into_iter().zip(self.fates) {
+            match fate {
+                Fate::Done => settlement.done.push(envelope),
+                Fate::Dead(reason) => settlement.dead.push((envelope, reason)),
+            }
+        }
+        settlement.skipped = skipped
+            .into_iter()
+            .map(|(reason, count)| (reason.to_owned(), count))
+            .collect();
+        settlement
+    }
+}
+
+/// The worker's Postgres side: one connection, reopened after a failure.
+pub(crate) struct BatchWriter {
+    connection: StoreConnection,
+    database_url: String,
+    statement_timeout: Duration,
+}
+
+/// Keeps the worker's lease alive while a write waits out an outage: the batch is still ours.
+pub(crate) struct LeaseKeeper<'a> {
+    pub(crate) queue: &'a WorkerQueue,
+    pub(crate) instance: &'a str,
+    pub(crate) ttl: Duration,
+}
+
+impl LeaseKeeper<'_> {
+    async fn renew(&self) {
+        let _ = self
+            .queue
+            .queue()
+            .renew_lease(self.queue.worker(), self.instance, self.ttl)
+            .await;
+    }
+}
+
+impl BatchWriter {
+    /// Wraps an open connection; `database_url` and `statement_timeout` reopen it.
+    pub(crate) fn new(
+        connection: StoreConnection,
+        database_url: String,
+        statement_timeout: Duration,
+    ) -> Self {
+        Self {
+            connection,
+            database_url,
+            statement_timeout,
+        }
+    }
+
+    /// Writes the batch's rows; rows Postgres refuses for their data dead-letter their
+    /// envelopes. `None` means the stop came first (the batch stays in the processing list).
+    pub(crate) async fn write(
+        &mut self,
+        batch: &mut TriagedBatch,
+        lease: &LeaseKeeper<'_>,
+        shutdown: &mut Shutdown,
+    ) -> Option<UpsertCounts> {
+        let rows = std::mem::take(&mut batch.rows);
+        let counts = match self.write_with_retry(&rows, lease, shutdown).await? {
+            Ok(counts) => counts,
+            Err(error) => {
+                tracing::warn!(%error, batch.size = rows.len(), "Postgres refused the batch; writing its rows one by one");
+                let mut total = UpsertCounts::default();
+                for (index, row) in rows.iter().enumerate() {
+                    match self
+                        .write_with_retry(std::slice::from_ref(row), lease, shutdown)
+                        .await?
+                    {
+                        Ok(counts) => {
+                            total.events_inserted += counts.events_inserted;
+                            total.rows_upserted += counts.rows_upserted;
+                        }
+                        Err(error) => {
+                            batch.refuse_row(index, format!("Postgres refused the event: {error}"))
+                        }
+                    }
+                }
+                total
+            }
+        };
+        Some(counts)
+    }
+
+    /// Writes `rows`, retrying transient failures (reconnecting as needed) until it succeeds,
+    /// fails for good (the data is at fault), or the stop is requested (`None`).
+    async fn write_with_retry(
+        &mut self,
+        rows: &[EventRow],
+        lease: &LeaseKeeper<'_>,
+        shutdown: &mut Shutdown,
+    ) -> Option<Result<UpsertCounts, StoreError>> {
+        let mut backoff = Backoff::new("postgres");
+        let mut reconnect = false;
+        loop {
+            if reconnect {
+                match mailtrail_store::connect(&self.database_url, self.statement_timeout).await {
+                    Ok(connection) => self.connection = connection,
+                    Err(error) => {
+                        if !backoff.failed(&error, shutdown).await {
+                            return None;
+                        }
+                        continue;
+                    }
+                }
+            }
+            match upsert_events(&mut self.connection, rows).await {
+                Ok(counts) => {
+                    backoff.recovered();
+                    return Some(Ok(counts));
+                }
+                Err(error) if error.is_transient() => {
+                    reconnect = true;
+                    lease.renew().await;
+                    if !backoff.failed(&error, shutdown).await {
+                        return None;
+                    }
+                }
+                Err(error) => return Some(Err(error)),
+            }
+        }
+    }
+}
+
+/// Connects to Postgres, retrying until it answers or the stop is requested.
+pub(crate) async fn connect_store(
+    database_url: &str,
+    statement_timeout: Duration,
+    shutdown: &mut Shutdown,
+) -> Option<StoreConnection> {
+    let mut backoff = Backoff::new("postgres");
+    loop {
+        match mailtrail_store::connect(database_url, statement_timeout).await {
+            Ok(connection) => {
+                backoff.recovered();
+                return Some(connection);
+            }
+            Err(error) => {
+                if !backoff.failed(&error, shutdown).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mailtrail_core::{Envelope, Source};
+
+    use super::*;
+
+    fn webhook(variables: &str) -> String {
+        let body = format!(
+            r#"{{"signature": {{"timestamp": "1", "token": "t", "signature": "s"}},
+                "event-data": {{"event": "delivered", "timestamp": 1700000000.5,
+                  "recipient": "a@example.com", "message": {{"headers": {{"message-id": "m@x"}}}},
+                  "user-variables": {variables}}}}}"#
+        );
+        Envelope::new(Source::Mailgun, 1, "application/json", body.as_bytes()).to_json()
+    }
+
+    #[test]
+    fn a_batch_is_settled_envelope_by_envelope_in_claim_order() {
+        let stored = webhook(r#"{"backer_id": 1, "project_id": 2}"#);
+        let skipped = webhook("{}");
+        let garbage = "not an envelope".to_owned();
+        let mut batch = TriagedBatch::of(vec![stored.clone(), skipped.clone(), garbage.clone()]);
+        assert_eq!((batch.len(), batch.rows()), (3, 1));
+        batch.rows.clear();
+
+        let settlement = batch.into_settlement();
+        assert_eq!(settlement.done, [stored, skipped]);
+        assert_eq!(settlement.dead.len(), 1);
+        assert_eq!(settlement.dead[0].0, garbage);
+        assert!(settlement.dead[0].1.contains("unreadable envelope"));
+        assert_eq!(settlement.skipped, [("missing_backer_id".to_owned(), 1)]);
+        assert!(settlement.claimed.is_some());
+    }
+
+    #[test]
+    fn a_refused_row_dead_letters_its_envelope_and_its_skips_are_not_counted() {
+        let page = Envelope::new(
+            Source::MailgunEventsApi,
+            1,
+            "application/json",
+            br#"[{"event": "delivered", "timestamp": 1, "recipient": "a@example.com",
+                  "message": {"headers": {"message-id": "m@x"}},
+                  "user-variables": {"backer_id": 1, "project_id": 2}},
+                 {"event": "delivered", "timestamp": 1, "recipient": "b@example.com",
+                  "message": {"headers": {"message-id": "m@x"}}}]"#,
+        )
+        .to_json();
+        let mut batch = TriagedBatch::of(vec![page.clone()]);
+        assert_eq!(batch.rows(), 1);
+        batch.refuse_row(0, "Postgres refused the event: x".to_owned());
+        let settlement = batch.into_settlement();
+        assert!(settlement.done.is_empty());
+        assert_eq!(
+            settlement.dead,
+            [(page, "Postgres refused the event: x".to_owned())]
+        );
+        assert!(settlement.skipped.is_empty());
+    }
+}
