@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use mailtrail_core::{SigningKey, SigningKeys};
 use mailtrail_queue::QueueSettings;
+use mailtrail_queue::defaults::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
 use serde::Deserialize;
 
 /// How long one Redis command may take: generous, an operator is waiting, not Mailgun.
@@ -39,10 +40,10 @@ pub struct CliEnv {
 }
 
 fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379/".to_owned()
+    DEFAULT_REDIS_URL.to_owned()
 }
 fn default_prefix() -> String {
-    "mailtrail:".to_owned()
+    DEFAULT_REDIS_PREFIX.to_owned()
 }
 fn default_receiver_url() -> String {
     "http://127.0.0.1:8080".to_owned()

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use mailtrail_core::SigningKeys;
+use mailtrail_queue::defaults::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
 use serde::Deserialize;
 
 /// Environment variables of `mailtrail-receiver` (names are the upper-cased field names).
@@ -43,13 +44,13 @@ pub struct ReceiverEnv {
 }
 
 fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379/".to_owned()
+    DEFAULT_REDIS_URL.to_owned()
 }
 fn default_bind() -> String {
     "127.0.0.1:8080".to_owned()
 }
 fn default_prefix() -> String {
-    "mailtrail:".to_owned()
+    DEFAULT_REDIS_PREFIX.to_owned()
 }
 /// Nine hours: Mailgun retries a failed webhook for about eight, and does not document whether a
 /// retry is re-signed. A shorter window would turn every retry of an outage into a loss.

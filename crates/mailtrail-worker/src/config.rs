@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use mailtrail_queue::defaults::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
 use serde::Deserialize;
 
 /// Environment variables of `mailtrail-worker` (names are the upper-cased field names).
@@ -48,10 +49,10 @@ pub struct WorkerEnv {
 }
 
 fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379/".to_owned()
+    DEFAULT_REDIS_URL.to_owned()
 }
 fn default_prefix() -> String {
-    "mailtrail:".to_owned()
+    DEFAULT_REDIS_PREFIX.to_owned()
 }
 fn default_batch_size() -> usize {
     1_000
