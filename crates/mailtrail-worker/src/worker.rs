@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailtrail_queue::{ClaimedBatch, QueueSettings, Settlement, WorkerQueue};
+use mailtrail_queue::{ClaimedBatch, Settlement, WorkerQueue};
 use mailtrail_store::{EventRow, StoreConnection, StoreError, UpsertCounts, upsert_events};
+use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
 use crate::WorkerError;
@@ -39,11 +40,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
     let queue = WorkerQueue::connect(
-        &QueueSettings {
-            url: config.redis_url.clone(),
-            prefix: config.redis_prefix.clone(),
-            response_timeout: config.redis_timeout,
-        },
+        &config.queue_settings(),
         config.worker_id.clone(),
         config.claim_block,
     )
@@ -477,7 +474,12 @@ async fn write_with_retry(
     let mut reconnect = false;
     loop {
         if reconnect {
-            match mailtrail_store::connect(&config.database_url, config.statement_timeout).await {
+            match mailtrail_store::connect(
+                config.database_url.expose_secret(),
+                config.statement_timeout,
+            )
+            .await
+            {
                 Ok(connection) => *store = connection,
                 Err(error) => {
                     if !backoff.failed(&error, shutdown).await {
@@ -541,7 +543,12 @@ async fn connect_store(
 ) -> Option<StoreConnection> {
     let mut backoff = Backoff::new("postgres");
     loop {
-        match mailtrail_store::connect(&config.database_url, config.statement_timeout).await {
+        match mailtrail_store::connect(
+            config.database_url.expose_secret(),
+            config.statement_timeout,
+        )
+        .await
+        {
             Ok(connection) => {
                 backoff.recovered();
                 return Some(connection);
