@@ -4,11 +4,16 @@
 //! has no `DATABASE_URL`, and `mailtrail stats` on one without signing keys. Each command asks for
 //! what it needs through [`CliConfig::database_url`] or [`CliConfig::signing_key`], which fail
 //! with a message naming the missing variable.
+//!
+//! Secrets (the signing keys, and the Postgres and Redis URLs, which may carry passwords) are held
+//! in [`SecretString`]s, so the derived `Debug` of both structs is safe to print.
 
 use std::time::Duration;
 
 use mailtrail_core::{SigningKey, SigningKeys};
 use mailtrail_queue::QueueSettings;
+use mailtrail_queue::defaults::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// How long one Redis command may take: generous, an operator is waiting, not Mailgun.
@@ -19,54 +24,43 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(10);
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Environment variables of `mailtrail` (names are the upper-cased field names).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct CliEnv {
     /// `DATABASE_URL`: needed by `migrate`, `stats` and `events` only.
     #[serde(default)]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
     /// `REDIS_URL`.
     #[serde(default = "default_redis_url")]
-    pub redis_url: String,
+    pub redis_url: SecretString,
     /// `MAILTRAIL_REDIS_PREFIX`.
     #[serde(default = "default_prefix")]
     pub mailtrail_redis_prefix: String,
     /// `MAILTRAIL_SIGNING_KEYS`: comma-separated; `send-sample` signs with the first.
     #[serde(default)]
-    pub mailtrail_signing_keys: Option<String>,
+    pub mailtrail_signing_keys: Option<SecretString>,
     /// `MAILTRAIL_RECEIVER_URL`: where `send-sample` posts by default.
     #[serde(default = "default_receiver_url")]
     pub mailtrail_receiver_url: String,
 }
 
-fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379/".to_owned()
+fn default_redis_url() -> SecretString {
+    DEFAULT_REDIS_URL.into()
 }
 fn default_prefix() -> String {
-    "mailtrail:".to_owned()
+    DEFAULT_REDIS_PREFIX.to_owned()
 }
 fn default_receiver_url() -> String {
     "http://127.0.0.1:8080".to_owned()
 }
 
 /// The configuration; secrets are held but never printed.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct CliConfig {
-    database_url: Option<String>,
-    redis_url: String,
+    database_url: Option<SecretString>,
+    redis_url: SecretString,
     redis_prefix: String,
     signing_keys: Option<SigningKeys>,
     receiver_url: String,
-}
-
-impl std::fmt::Debug for CliConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CliConfig")
-            .field("database_url", &self.database_url.as_ref().map(|_| "***"))
-            .field("redis_prefix", &self.redis_prefix)
-            .field("signing_keys", &self.signing_keys)
-            .field("receiver_url", &self.receiver_url)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A variable a command needs is missing or unusable.
@@ -94,14 +88,16 @@ impl CliConfig {
 
     /// Takes already read variables; blank values count as unset.
     pub fn from_vars(env: CliEnv) -> Self {
-        let present = |value: Option<String>| value.filter(|value| !value.trim().is_empty());
+        let present = |value: Option<SecretString>| {
+            value.filter(|value| !value.expose_secret().trim().is_empty())
+        };
         Self {
             database_url: present(env.database_url),
             redis_url: env.redis_url,
             redis_prefix: env.mailtrail_redis_prefix,
             signing_keys: env
                 .mailtrail_signing_keys
-                .and_then(|keys| SigningKeys::from_comma_separated(&keys).ok()),
+                .and_then(|keys| SigningKeys::from_comma_separated(keys.expose_secret()).ok()),
             receiver_url: env.mailtrail_receiver_url,
         }
     }
@@ -109,7 +105,8 @@ impl CliConfig {
     /// The Postgres URL, or an error naming `DATABASE_URL` and the `command` that needs it.
     pub fn database_url(&self, command: &'static str) -> Result<&str, ConfigError> {
         self.database_url
-            .as_deref()
+            .as_ref()
+            .map(|url| url.expose_secret())
             .ok_or(ConfigError::MissingDatabaseUrl { command })
     }
 
@@ -130,7 +127,7 @@ impl CliConfig {
     /// The queue connection settings.
     pub fn queue_settings(&self) -> QueueSettings {
         QueueSettings {
-            url: self.redis_url.clone(),
+            url: self.redis_url.expose_secret().to_owned(),
             prefix: self.redis_prefix.clone(),
             response_timeout: REDIS_TIMEOUT,
         }
@@ -167,10 +164,21 @@ mod tests {
     #[test]
     fn blank_values_count_as_unset_and_secrets_never_print() {
         assert!(config(&[("DATABASE_URL", "  ")]).database_url("x").is_err());
-        let config = config(&[
+        let vars = [
             ("DATABASE_URL", "postgres://u:secret@h/db"),
             ("MAILTRAIL_SIGNING_KEYS", "key-one,key-two"),
-        ]);
+            ("REDIS_URL", "redis://:redis-secret@h:6379/"),
+        ];
+        let read =
+            envy::from_iter::<_, CliEnv>(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .unwrap();
+        let printed = format!("{read:?}");
+        assert!(
+            !printed.contains("secret") && !printed.contains("key-one"),
+            "{printed}"
+        );
+        let config = config(&vars);
+        assert_eq!(config.queue_settings().url, "redis://:redis-secret@h:6379/");
         assert_eq!(
             config.database_url("x").unwrap(),
             "postgres://u:secret@h/db"

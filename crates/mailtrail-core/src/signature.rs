@@ -5,21 +5,21 @@
 //! triple can be glued to any body: verification here only proves the triple came from Mailgun.
 //! Replay protection (single-use tokens, a freshness window) is layered on top by the receiver.
 
-use std::fmt;
-
 use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// A Mailgun webhook signing key. Its `Debug` and `Display` never show the secret.
-#[derive(Clone)]
-pub struct SigningKey(Vec<u8>);
+/// A Mailgun webhook signing key. Held as a [`SecretString`], so its `Debug` prints
+/// `[REDACTED]` and the key is wiped from memory when dropped.
+#[derive(Clone, Debug)]
+pub struct SigningKey(SecretString);
 
 impl SigningKey {
     /// Wraps the key exactly as Mailgun shows it (the bytes of the string are the HMAC key).
     pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into().into_bytes())
+        Self(SecretString::from(key.into()))
     }
 
     /// Computes the lower-case hex signature Mailgun would send for `timestamp` and `token`.
@@ -30,19 +30,13 @@ impl SigningKey {
     fn mac(&self, timestamp: &str, token: &str) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail; an empty key is refused when
         // the configuration is parsed.
-        let mut mac = match HmacSha256::new_from_slice(&self.0) {
+        let mut mac = match HmacSha256::new_from_slice(self.0.expose_secret().as_bytes()) {
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         };
         mac.update(timestamp.as_bytes());
         mac.update(token.as_bytes());
         mac
-    }
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SigningKey(***)")
     }
 }
 

@@ -8,6 +8,7 @@
 //! ([`Queue::reap_dead_workers`]) moves the list back onto the backlog. See [`keys`] for every key
 //! and the invariants the scripts keep.
 
+pub mod defaults;
 mod error;
 mod inspect;
 pub mod keys;

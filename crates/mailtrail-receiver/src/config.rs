@@ -1,18 +1,24 @@
 //! The receiver's configuration, read once from the environment.
+//!
+//! Secrets (the signing keys, and `REDIS_URL`, which may carry a password) are held in
+//! [`SecretString`]s, so the derived `Debug` of both structs is safe to log.
 
 use std::time::Duration;
 
 use mailtrail_core::SigningKeys;
+use mailtrail_queue::QueueSettings;
+use mailtrail_queue::defaults::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Environment variables of `mailtrail-receiver` (names are the upper-cased field names).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct ReceiverEnv {
     /// `REDIS_URL`.
     #[serde(default = "default_redis_url")]
-    pub redis_url: String,
+    pub redis_url: SecretString,
     /// `MAILTRAIL_SIGNING_KEYS`: comma-separated webhook signing keys, all valid.
-    pub mailtrail_signing_keys: String,
+    pub mailtrail_signing_keys: SecretString,
     /// `MAILTRAIL_BIND`.
     #[serde(default = "default_bind")]
     pub mailtrail_bind: String,
@@ -42,14 +48,14 @@ pub struct ReceiverEnv {
     pub mailtrail_require_noeviction: bool,
 }
 
-fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379/".to_owned()
+fn default_redis_url() -> SecretString {
+    DEFAULT_REDIS_URL.into()
 }
 fn default_bind() -> String {
     "127.0.0.1:8080".to_owned()
 }
 fn default_prefix() -> String {
-    "mailtrail:".to_owned()
+    DEFAULT_REDIS_PREFIX.to_owned()
 }
 /// Nine hours: Mailgun retries a failed webhook for about eight, and does not document whether a
 /// retry is re-signed. A shorter window would turn every retry of an outage into a loss.
@@ -74,8 +80,8 @@ fn default_redis_timeout_ms() -> u64 {
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct ReceiverConfig {
-    /// Redis URL.
-    pub redis_url: String,
+    /// Redis URL (may hold a password).
+    pub redis_url: SecretString,
     /// Valid signing keys.
     pub signing_keys: SigningKeys,
     /// Listen address (`host:port`; port 0 picks a free one).
@@ -127,8 +133,9 @@ impl ReceiverConfig {
 
     /// Validates already read variables.
     pub fn from_vars(env: ReceiverEnv) -> Result<Self, ConfigError> {
-        let signing_keys = SigningKeys::from_comma_separated(&env.mailtrail_signing_keys)
-            .map_err(|_| ConfigError::NoSigningKeys)?;
+        let signing_keys =
+            SigningKeys::from_comma_separated(env.mailtrail_signing_keys.expose_secret())
+                .map_err(|_| ConfigError::NoSigningKeys)?;
         let window = env.mailtrail_timestamp_window_secs;
         if env.mailtrail_token_ttl_secs < window.saturating_mul(2) {
             return Err(ConfigError::TokenTtlTooShort {
@@ -150,6 +157,15 @@ impl ReceiverConfig {
             require_noeviction: env.mailtrail_require_noeviction,
         })
     }
+
+    /// The queue connection settings.
+    pub fn queue_settings(&self) -> QueueSettings {
+        QueueSettings {
+            url: self.redis_url.expose_secret().to_owned(),
+            prefix: self.redis_prefix.clone(),
+            response_timeout: self.redis_timeout,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -166,9 +182,31 @@ mod tests {
         let config = env(&[("MAILTRAIL_SIGNING_KEYS", "k1,k2")]).unwrap();
         assert_eq!(config.bind, "127.0.0.1:8080");
         assert_eq!(config.redis_prefix, "mailtrail:");
+        assert_eq!(config.queue_settings().url, "redis://127.0.0.1:6379/");
         assert_eq!(config.signing_keys.len(), 2);
         assert_eq!(config.timestamp_window, Duration::from_secs(9 * 3600));
-        assert!(!format!("{config:?}").contains("k1"));
+    }
+
+    #[test]
+    fn neither_the_variables_nor_the_configuration_print_a_secret() {
+        let vars = [
+            ("MAILTRAIL_SIGNING_KEYS", "key-alpha,key-beta"),
+            ("REDIS_URL", "redis://:hunter2@redis.internal:6379/"),
+        ];
+        let read = envy::from_iter::<_, ReceiverEnv>(
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap();
+        let config = ReceiverConfig::from_vars(read.clone()).unwrap();
+        for printed in [format!("{read:?}"), format!("{config:?}")] {
+            for secret in ["key-alpha", "key-beta", "hunter2"] {
+                assert!(!printed.contains(secret), "{printed}");
+            }
+        }
+        assert_eq!(
+            config.queue_settings().url,
+            "redis://:hunter2@redis.internal:6379/"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
-use mailtrail_queue::{Queue, QueueSettings};
+use mailtrail_queue::Queue;
 
 pub use config::{ConfigError, ReceiverConfig};
 pub use error::WebhookError;
@@ -83,11 +83,7 @@ impl Application {
                 source,
             })?
             .port();
-        let settings = QueueSettings {
-            url: config.redis_url.clone(),
-            prefix: config.redis_prefix.clone(),
-            response_timeout: config.redis_timeout,
-        };
+        let settings = config.queue_settings();
         let queue = Queue::connect(&settings).await?;
         check_redis_durability(&queue, config.require_noeviction).await?;
         let metrics = std::sync::Arc::new(metrics::ReceiverMetrics::new());

@@ -17,6 +17,7 @@ use std::time::Duration;
 use mailtrail_core::{EventRow, Verdict, triage};
 use mailtrail_queue::{ClaimedBatch, Settlement, WorkerQueue};
 use mailtrail_store::{StoreConnection, StoreError, UpsertCounts, upsert_events};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
@@ -138,7 +139,7 @@ impl TriagedBatch {
 /// The worker's Postgres side: one connection, reopened after a failure.
 pub(crate) struct BatchWriter {
     connection: StoreConnection,
-    database_url: String,
+    database_url: SecretString,
     statement_timeout: Duration,
 }
 
@@ -163,7 +164,7 @@ impl BatchWriter {
     /// Wraps an open connection; `database_url` and `statement_timeout` reopen it.
     pub(crate) fn new(
         connection: StoreConnection,
-        database_url: String,
+        database_url: SecretString,
         statement_timeout: Duration,
     ) -> Self {
         Self {
@@ -219,7 +220,8 @@ impl BatchWriter {
         let mut reconnect = false;
         loop {
             if reconnect {
-                match mailtrail_store::connect(&self.database_url, self.statement_timeout).await {
+                let url = self.database_url.expose_secret();
+                match mailtrail_store::connect(url, self.statement_timeout).await {
                     Ok(connection) => self.connection = connection,
                     Err(error) => {
                         if !backoff.failed(&error, shutdown).await {
@@ -249,13 +251,13 @@ impl BatchWriter {
 
 /// Connects to Postgres, retrying until it answers or the stop is requested.
 pub(crate) async fn connect_store(
-    database_url: &str,
+    database_url: &SecretString,
     statement_timeout: Duration,
     shutdown: &mut Shutdown,
 ) -> Option<StoreConnection> {
     let mut backoff = Backoff::new("postgres");
     loop {
-        match mailtrail_store::connect(database_url, statement_timeout).await {
+        match mailtrail_store::connect(database_url.expose_secret(), statement_timeout).await {
             Ok(connection) => {
                 backoff.recovered();
                 return Some(connection);

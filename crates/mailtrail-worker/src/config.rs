@@ -1,17 +1,23 @@
 //! The worker's configuration, read once from the environment.
+//!
+//! `DATABASE_URL` and `REDIS_URL` may carry passwords, so both are held in [`SecretString`]s and
+//! the derived `Debug` of both structs is safe to log.
 
 use std::time::Duration;
 
+use mailtrail_queue::QueueSettings;
+use mailtrail_queue::defaults::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Environment variables of `mailtrail-worker` (names are the upper-cased field names).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct WorkerEnv {
     /// `DATABASE_URL`.
-    pub database_url: String,
+    pub database_url: SecretString,
     /// `REDIS_URL`.
     #[serde(default = "default_redis_url")]
-    pub redis_url: String,
+    pub redis_url: SecretString,
     /// `MAILTRAIL_REDIS_PREFIX`.
     #[serde(default = "default_prefix")]
     pub mailtrail_redis_prefix: String,
@@ -47,11 +53,11 @@ pub struct WorkerEnv {
     pub mailtrail_metrics_bind: String,
 }
 
-fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379/".to_owned()
+fn default_redis_url() -> SecretString {
+    DEFAULT_REDIS_URL.into()
 }
 fn default_prefix() -> String {
-    "mailtrail:".to_owned()
+    DEFAULT_REDIS_PREFIX.to_owned()
 }
 fn default_batch_size() -> usize {
     1_000
@@ -79,12 +85,12 @@ fn default_backlog_warn() -> u64 {
 }
 
 /// The validated configuration.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// Postgres URL (may hold a password: never logged).
-    pub database_url: String,
-    /// Redis URL.
-    pub redis_url: String,
+    /// Postgres URL (may hold a password).
+    pub database_url: SecretString,
+    /// Redis URL (may hold a password).
+    pub redis_url: SecretString,
     /// Redis key prefix.
     pub redis_prefix: String,
     /// This worker's id.
@@ -107,20 +113,6 @@ pub struct WorkerConfig {
     pub require_noeviction: bool,
     /// Where `/metrics` listens, if anywhere.
     pub metrics_bind: Option<String>,
-}
-
-impl std::fmt::Debug for WorkerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerConfig")
-            .field("database_url", &"***")
-            .field("redis_prefix", &self.redis_prefix)
-            .field("worker_id", &self.worker_id)
-            .field("batch_size", &self.batch_size)
-            .field("claim_block", &self.claim_block)
-            .field("lease_ttl", &self.lease_ttl)
-            .field("migrate", &self.migrate)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A configuration that cannot work, naming the variable at fault.
@@ -180,6 +172,15 @@ impl WorkerConfig {
                 .filter(|bind| !bind.is_empty()),
         })
     }
+
+    /// The queue connection settings.
+    pub fn queue_settings(&self) -> QueueSettings {
+        QueueSettings {
+            url: self.redis_url.expose_secret().to_owned(),
+            prefix: self.redis_prefix.clone(),
+            response_timeout: self.redis_timeout,
+        }
+    }
 }
 
 /// `host-pid`: unique among live workers on a network of hosts with distinct names.
@@ -207,12 +208,37 @@ mod tests {
         let config = env(&[("DATABASE_URL", "postgres://u:secret@h/db")]).unwrap();
         assert_eq!(config.batch_size, 1_000);
         assert_eq!(config.redis_prefix, "mailtrail:");
+        assert_eq!(config.queue_settings().url, "redis://127.0.0.1:6379/");
         assert!(
             config
                 .worker_id
                 .ends_with(&format!("-{}", std::process::id()))
         );
         assert!(!format!("{config:?}").contains("secret"));
+        assert_eq!(
+            config.database_url.expose_secret(),
+            "postgres://u:secret@h/db"
+        );
+    }
+
+    #[test]
+    fn neither_the_variables_nor_the_configuration_print_a_password() {
+        let vars = [
+            ("DATABASE_URL", "postgres://u:pg-hunter2@h/db"),
+            ("REDIS_URL", "redis://:redis-hunter2@h:6379/"),
+        ];
+        let read = envy::from_iter::<_, WorkerEnv>(
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap();
+        let config = WorkerConfig::from_vars(read.clone()).unwrap();
+        for printed in [format!("{read:?}"), format!("{config:?}")] {
+            assert!(!printed.contains("hunter2"), "{printed}");
+        }
+        assert_eq!(
+            config.queue_settings().url,
+            "redis://:redis-hunter2@h:6379/"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailtrail_queue::{QueueSettings, WorkerQueue};
+use mailtrail_queue::WorkerQueue;
 
 use crate::WorkerError;
 use crate::backoff::with_redis_retry;
@@ -34,11 +34,7 @@ impl Worker {
     /// [`WorkerError::Stopped`] if the stop is requested before it is ready.
     pub async fn start(config: WorkerConfig, mut shutdown: Shutdown) -> Result<Self, WorkerError> {
         let queue = WorkerQueue::connect(
-            &QueueSettings {
-                url: config.redis_url.clone(),
-                prefix: config.redis_prefix.clone(),
-                response_timeout: config.redis_timeout,
-            },
+            &config.queue_settings(),
             config.worker_id.clone(),
             config.claim_block,
         )
