@@ -179,3 +179,39 @@ return moved
 ",
     )
 });
+
+/// Removes, within one window at the dead list's tail, the entries dead-lettered before a cutoff.
+///
+/// KEYS: dead list. ARGV: cutoff in milliseconds since the epoch, entries to skip at the tail,
+/// window size. Returns `{examined, removed}`.
+///
+/// Matching entries are overwritten with a marker and the markers removed with one `LREM` from
+/// the tail, all inside the script: no other client can see the marker, and the check and the
+/// removal of each entry are one atomic step. A marker can never equal a real entry, which is
+/// always a JSON object (starts with `{`). Entries that are not JSON, or carry no time, have no
+/// age and are kept. Scanning from the tail with a negative count keeps each call proportional to
+/// the window, not to the list.
+pub(crate) static PURGE_OLDER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cutoff = tonumber(ARGV[1])
+local skip = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local items = redis.call('LRANGE', KEYS[1], -(skip + count), -(skip + 1))
+local marker = 'mailtrail:purged-dead-letter'
+local removed = 0
+for i, item in ipairs(items) do
+  local ok, entry = pcall(cjson.decode, item)
+  if ok and type(entry) == 'table' then
+    local at = tonumber(entry['dead_at_ms'])
+    if at and at < cutoff then
+      redis.call('LSET', KEYS[1], -(skip + #items - i + 1), marker)
+      removed = removed + 1
+    end
+  end
+end
+if removed > 0 then redis.call('LREM', KEYS[1], -removed, marker) end
+return {#items, removed}
+",
+    )
+});

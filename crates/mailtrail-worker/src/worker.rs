@@ -19,7 +19,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailtrail_queue::{ClaimedBatch, QueueSettings, Settlement, WorkerQueue};
+use mailtrail_queue::{
+    ClaimedBatch, DeadEnvelope, DurabilityError, QueueSettings, Settlement, SkippedCount,
+    WorkerQueue,
+};
 use mailtrail_store::{EventRow, StoreConnection, StoreError, UpsertCounts, upsert_events};
 use tokio::sync::watch;
 
@@ -46,8 +49,7 @@ pub async fn run(
         },
         config.worker_id.clone(),
         config.claim_block,
-    )
-    .await?;
+    )?;
     let worker = config.worker_id.as_str();
     // Unique per process, so a second process started with the same worker id is told apart.
     let instance = format!(
@@ -59,7 +61,13 @@ pub async fn run(
             .unwrap_or(0)
     );
 
-    check_redis_durability(&queue, &config).await?;
+    // Warns (or refuses, when configured) if Redis may evict queued envelopes; the bound is
+    // that of its three `CONFIG GET`s.
+    queue
+        .queue()
+        .check_durability(config.require_noeviction, config.redis_timeout * 3)
+        .await
+        .map_err(|DurabilityError::Evicting { policy }| WorkerError::EvictingRedis(policy))?;
     let metrics = Arc::new(WorkerMetrics::new());
     if let Some(bind) = &config.metrics_bind {
         // Metrics are not worth stopping the data path for: without them, warn and go on.
@@ -212,23 +220,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Warns (or refuses, when configured) if Redis may evict queued envelopes.
-async fn check_redis_durability(
-    queue: &WorkerQueue,
-    config: &WorkerConfig,
-) -> Result<(), WorkerError> {
-    let durability = match queue.queue().durability().await {
-        Ok(durability) => durability,
-        Err(error) => {
-            tracing::warn!(%error, "could not read Redis settings; durability not checked");
-            return Ok(());
-        }
-    };
-    durability
-        .check(config.require_noeviction)
-        .map_err(WorkerError::EvictingRedis)
-}
-
 /// Takes this worker id's lease. If a previous run with the same id died, its lease runs out
 /// within one TTL, so wait that long; a lease still renewed after that belongs to a live process.
 async fn acquire_lease(
@@ -272,11 +263,11 @@ async fn acquire_lease(
 async fn reap_and_watch_backlog(queue: &WorkerQueue, config: &WorkerConfig) {
     match queue.queue().reap_dead_workers().await {
         Ok(reaped) => {
-            for (dead_worker, requeued) in reaped {
+            for reaped in reaped {
                 tracing::warn!(
-                    dead_worker,
-                    envelopes = requeued.moved,
-                    poisoned = requeued.poisoned,
+                    dead_worker = reaped.worker,
+                    envelopes = reaped.requeued.moved,
+                    poisoned = reaped.requeued.poisoned,
                     "reaped a dead worker's in-flight envelopes"
                 );
             }
@@ -341,10 +332,10 @@ async fn settle(
         duration_ms = started.elapsed().as_millis() as u64,
         "batch settled"
     );
-    for (_, reason) in &settlement.dead {
-        tracing::warn!(reason, "dead-lettered an envelope");
+    for dead in &settlement.dead {
+        tracing::warn!(reason = dead.reason, "dead-lettered an envelope");
     }
-    let skipped: u64 = settlement.skipped.iter().map(|(_, count)| count).sum();
+    let skipped: u64 = settlement.skipped.iter().map(|skipped| skipped.count).sum();
     metrics.batch_settled(&BatchReport {
         stored: (settlement.done.len() as u64).saturating_sub(skipped),
         skipped: &settlement.skipped,
@@ -399,12 +390,18 @@ fn sort_batch(batch: Vec<String>) -> SortedBatch {
                 *skipped.entry(reason).or_default() += 1;
                 settlement.done.push(raw);
             }
-            Verdict::Dead(reason) => settlement.dead.push((raw, reason)),
+            Verdict::Dead(reason) => settlement.dead.push(DeadEnvelope {
+                envelope: raw,
+                reason,
+            }),
         }
     }
     settlement.skipped = skipped
         .into_iter()
-        .map(|(reason, count)| (reason.to_owned(), count))
+        .map(|(reason, count)| SkippedCount {
+            reason: reason.to_owned(),
+            count,
+        })
         .collect();
     SortedBatch {
         rows,
@@ -452,10 +449,10 @@ async fn write_batch(
                         total.rows_upserted += counts.rows_upserted;
                         batch.settlement.done.push(raw);
                     }
-                    Err(error) => batch
-                        .settlement
-                        .dead
-                        .push((raw, format!("Postgres refused the event: {error}"))),
+                    Err(error) => batch.settlement.dead.push(DeadEnvelope {
+                        envelope: raw,
+                        reason: format!("Postgres refused the event: {error}"),
+                    }),
                 }
             }
         }
