@@ -14,6 +14,8 @@
 //! [`Queue::check_durability`] is the one start-up check, shared by the receiver and the worker,
 //! that Redis will not silently drop queued envelopes (eviction, no append-only file).
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -37,6 +39,9 @@ pub struct QueueSettings {
 pub struct Queue {
     connection: ConnectionManager,
     keys: QueueKeys,
+    /// Where the reaper's pruning of stale recovery counters goes on (an `HSCAN` cursor); kept
+    /// here rather than in Redis because losing it only means the next pass starts over.
+    pub(crate) prune_cursor: Arc<AtomicU64>,
 }
 
 impl Queue {
@@ -46,6 +51,7 @@ impl Queue {
         Ok(Self {
             connection: connect_manager(&settings.url, settings.response_timeout)?,
             keys: QueueKeys::new(settings.prefix.clone()),
+            prune_cursor: Arc::new(AtomicU64::new(0)),
         })
     }
 

@@ -10,8 +10,11 @@
 //! - **a live worker keeps its list**: the reaper's "lease expired" check is repeated inside the
 //!   script, so a worker that renewed meanwhile is left alone;
 //! - **poison stops**: an envelope recovered from dead workers more than [`POISON_CAP`] times
-//!   within [`POISON_WINDOW`] is dead-lettered instead of being fed to the next worker.
+//!   within [`POISON_WINDOW`] is dead-lettered instead of being fed to the next worker. The
+//!   counters are fields of one hash (`{prefix}recovered`), which the reaper prunes of fields
+//!   whose window is over, a bounded number per pass.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -23,6 +26,11 @@ use crate::{Queue, now_ms, scripts};
 pub const POISON_CAP: u64 = 3;
 /// The window over which recoveries are counted.
 pub const POISON_WINDOW: Duration = Duration::from_secs(72 * 3600);
+
+/// Recovery counters examined per reaper pass when pruning stale ones: enough to keep up with
+/// any realistic crash rate (the reaper runs once per lease TTL), small enough to stay a short
+/// script.
+const PRUNE_PER_PASS: u64 = 1000;
 
 /// What a requeue did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,12 +97,12 @@ impl Queue {
             .key(keys.lease(worker))
             .key(keys.workers())
             .key(keys.dead())
+            .key(keys.recovered())
             .arg(if only_if_dead { "1" } else { "0" })
             .arg(worker)
             .arg(if after_crash { "1" } else { "0" })
             .arg(POISON_CAP)
-            .arg(POISON_WINDOW.as_secs())
-            .arg(keys.recovered_prefix())
+            .arg(poison_window_ms())
             .invoke_async(&mut self.connection())
             .await?;
         Ok(Requeued {
@@ -120,7 +128,8 @@ impl Queue {
     }
 
     /// Finds registered workers whose lease has expired and moves their in-flight envelopes back
-    /// onto the backlog (dead-lettering poison). Returns the workers reaped.
+    /// onto the backlog (dead-lettering poison); then prunes a bounded number of recovery
+    /// counters whose window is over. Returns the workers reaped.
     pub async fn reap_dead_workers(&self) -> Result<Vec<ReapedWorker>, QueueError> {
         let workers: Vec<String> = self.connection().smembers(self.keys().workers()).await?;
         let mut reaped = Vec::new();
@@ -130,6 +139,35 @@ impl Queue {
                 reaped.push(ReapedWorker { worker, requeued });
             }
         }
+        // Housekeeping only: the requeues above are done whatever happens here.
+        if let Err(error) = self.prune_recoveries().await {
+            tracing::warn!(%error, "pruning recovery counters failed; the next pass retries");
+        }
         Ok(reaped)
     }
+
+    /// One step of the sweep over the recovery counters: removes the stale ones among about
+    /// [`PRUNE_PER_PASS`] fields, and remembers where to go on. Returns how many were removed.
+    async fn prune_recoveries(&self) -> Result<u64, QueueError> {
+        let cursor = self.prune_cursor.load(Ordering::Relaxed);
+        let (next, removed): (String, u64) = scripts::PRUNE_RECOVERED
+            .key(self.keys().recovered())
+            .arg(cursor)
+            .arg(PRUNE_PER_PASS)
+            .arg(poison_window_ms())
+            .invoke_async(&mut self.connection())
+            .await?;
+        // A cursor that does not parse restarts the sweep: at worst some fields are seen twice.
+        self.prune_cursor
+            .store(next.parse().unwrap_or(0), Ordering::Relaxed);
+        if removed > 0 {
+            tracing::debug!(removed, "pruned expired recovery counters");
+        }
+        Ok(removed)
+    }
+}
+
+/// [`POISON_WINDOW`] in milliseconds, as the scripts compare it with Redis' clock.
+fn poison_window_ms() -> u64 {
+    u64::try_from(POISON_WINDOW.as_millis()).unwrap_or(u64::MAX)
 }

@@ -389,3 +389,105 @@ async fn replaying_dead_letters_moves_each_back_once() {
     assert_eq!(redis.list("events"), ["bad"]);
     assert!(redis.list("dead").is_empty());
 }
+
+/// The recovery counter's field for `envelope`: its SHA-1, as Redis computes it.
+fn recovery_field(redis: &TestRedis, envelope: &str) -> String {
+    redis::cmd("EVAL")
+        .arg("return redis.sha1hex(ARGV[1])")
+        .arg(0)
+        .arg(envelope)
+        .query(&mut redis.connection())
+        .unwrap()
+}
+
+fn recovery_counters(redis: &TestRedis) -> std::collections::BTreeMap<String, String> {
+    redis::cmd("HGETALL")
+        .arg(format!("{}recovered", redis.prefix()))
+        .query(&mut redis.connection())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recovery_is_counted_in_one_hash_and_an_expired_count_starts_again() {
+    let redis = TestRedis::new();
+    let worker = worker(&redis, "w1").await;
+    let field = recovery_field(&redis, "x");
+    // Three recoveries, but the first was longer ago than the window: it no longer counts.
+    let long_ago = mailtrail_queue::now_ms()
+        - i64::try_from(mailtrail_queue::POISON_WINDOW.as_millis()).unwrap()
+        - 60_000;
+    command(
+        &redis,
+        &[
+            "HSET",
+            &format!("{}recovered", redis.prefix()),
+            &field,
+            &format!("3:{long_ago}"),
+        ],
+    );
+    worker.queue().push_envelope("x").await.unwrap();
+    worker
+        .claim_batch(1, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let requeued = worker.queue().requeue_in_flight("w1", true).await.unwrap();
+    assert_eq!((requeued.moved, requeued.poisoned), (1, 0));
+    assert_eq!(redis.list("events"), ["x"]);
+
+    let counters = recovery_counters(&redis);
+    assert_eq!(counters.len(), 1, "{counters:?}");
+    let (count, first_ms) = counters[&field].split_once(':').unwrap();
+    assert_eq!(count, "1", "the window restarted");
+    let first_ms: i64 = first_ms.parse().unwrap();
+    assert!((mailtrail_queue::now_ms() - first_ms).abs() < 60_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reaper_prunes_recovery_counters_whose_window_is_over() {
+    let redis = TestRedis::new();
+    let queue = Queue::connect(&settings(&redis)).unwrap();
+    let now = mailtrail_queue::now_ms();
+    let window_ms = i64::try_from(mailtrail_queue::POISON_WINDOW.as_millis()).unwrap();
+    let hash = format!("{}recovered", redis.prefix());
+    let stale = format!("1:{}", now - window_ms - 1_000);
+    let fresh = format!("2:{}", now - 1_000);
+    command(
+        &redis,
+        &[
+            "HSET", &hash, "stale", &stale, "fresh", &fresh, "garbled", "?",
+        ],
+    );
+
+    assert!(queue.reap_dead_workers().await.unwrap().is_empty());
+    assert_eq!(
+        recovery_counters(&redis),
+        [("fresh".to_owned(), fresh)].into_iter().collect()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_recovery_hash_is_pruned_a_bounded_step_at_a_time() {
+    let redis = TestRedis::new();
+    let queue = Queue::connect(&settings(&redis)).unwrap();
+    let hash = format!("{}recovered", redis.prefix());
+    let stale = format!("1:{}", mailtrail_queue::now_ms() - 100 * 3_600_000);
+    let mut hset = redis::cmd("HSET");
+    hset.arg(&hash);
+    for field in 0..2_500 {
+        hset.arg(format!("field-{field}")).arg(&stale);
+    }
+    let _: i64 = hset.query(&mut redis.connection()).unwrap();
+    let left = || -> i64 {
+        redis::cmd("HLEN")
+            .arg(&hash)
+            .query(&mut redis.connection())
+            .unwrap()
+    };
+
+    queue.reap_dead_workers().await.unwrap();
+    assert!(left() > 0, "one reaper pass does not sweep the whole hash");
+    for _ in 0..10 {
+        queue.reap_dead_workers().await.unwrap();
+    }
+    assert_eq!(left(), 0, "the sweep goes on where it stopped");
+}
