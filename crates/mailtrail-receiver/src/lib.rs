@@ -20,6 +20,7 @@ use mailtrail_queue::{DurabilityError, Queue, QueueSettings};
 
 pub use config::{ConfigError, ReceiverConfig};
 pub use error::WebhookError;
+use metrics::ReceiverMetrics;
 use routes::AppState;
 
 /// How long the start-up durability check waits for Redis before starting without it.
@@ -75,7 +76,7 @@ impl Application {
         queue
             .check_durability(config.require_noeviction, DURABILITY_CHECK_TIMEOUT)
             .await?;
-        let metrics = std::sync::Arc::new(metrics::ReceiverMetrics::new());
+        let metrics = web::Data::new(ReceiverMetrics::new());
         let signing_keys = config.signing_keys.clone();
         let timestamp_window_secs =
             i64::try_from(config.timestamp_window.as_secs()).unwrap_or(i64::MAX);
@@ -94,10 +95,10 @@ impl Application {
                 timestamp_window_secs,
                 token_ttl,
                 backlog_cap,
-                metrics: std::sync::Arc::clone(&metrics),
             });
             App::new()
                 .app_data(state)
+                .app_data(metrics.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
                 .service(
                     web::resource("/webhooks/mailgun")
