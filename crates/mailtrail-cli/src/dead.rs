@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mailtrail_core::Envelope;
-use mailtrail_queue::{DeadLetter, Queue, QueueError, now_ms};
+use mailtrail_queue::{DeadEntry, Queue, now_ms};
 
 use crate::clock::{format_age_ms, format_ms, parse_duration};
 use crate::table::{Align, Table, clean, truncate};
@@ -155,8 +155,8 @@ async fn list(queue: &Queue, limit: u64, out: &mut dyn Write) -> anyhow::Result<
         ("content type", Align::Left),
         ("size", Align::Right),
     ]);
-    for (index, (_, parsed)) in entries.iter().enumerate() {
-        match parsed {
+    for (index, entry) in entries.iter().enumerate() {
+        match &entry.parsed {
             Ok(letter) => {
                 let (content_type, size) = envelope_summary(&letter.envelope);
                 table.row([
@@ -188,10 +188,7 @@ async fn list(queue: &Queue, limit: u64, out: &mut dyn Write) -> anyhow::Result<
 }
 
 /// The entry at `index`, or an error saying how long the list is.
-async fn entry_at(
-    queue: &Queue,
-    index: u64,
-) -> anyhow::Result<(String, Result<DeadLetter, QueueError>)> {
+async fn entry_at(queue: &Queue, index: u64) -> anyhow::Result<DeadEntry> {
     let found = queue
         .dead_letters(index, 1)
         .await
@@ -208,7 +205,7 @@ async fn entry_at(
 }
 
 async fn show(queue: &Queue, index: u64, raw: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let (entry, parsed) = entry_at(queue, index).await?;
+    let DeadEntry { raw: entry, parsed } = entry_at(queue, index).await?;
     if raw {
         writeln!(out, "{entry}")?;
         return Ok(());
@@ -298,15 +295,18 @@ async fn replay_indices(
     // Read them all before moving any, so a bad index replays nothing.
     let mut entries = Vec::with_capacity(indices.len());
     for index in &indices {
-        let (raw, parsed) = entry_at(queue, *index).await?;
-        let letter = parsed.map_err(|error| {
-            anyhow::anyhow!(
-                "dead letter {index} cannot be replayed: it holds no envelope ({error})"
-            )
-        })?;
-        entries.push((*index, raw, letter));
+        let replayable = entry_at(queue, *index)
+            .await?
+            .into_replayable()
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "dead letter {index} cannot be replayed: it holds no envelope ({error})"
+                )
+            })?;
+        entries.push((*index, replayable));
     }
-    for (index, _, letter) in &entries {
+    for (index, entry) in &entries {
+        let letter = &entry.letter;
         writeln!(
             out,
             "{} {index}: dead at {}, {}",
@@ -323,16 +323,13 @@ async fn replay_indices(
         )?;
         return Ok(());
     }
-    let pairs: Vec<(String, DeadLetter)> = entries
-        .into_iter()
-        .map(|(_, raw, letter)| (raw, letter))
-        .collect();
+    let replayable: Vec<_> = entries.into_iter().map(|(_, entry)| entry).collect();
     let moved = queue
-        .replay_dead(&pairs)
+        .replay_dead(&replayable)
         .await
         .context("cannot replay the dead letters")?;
     writeln!(out, "replayed {moved} dead letters onto the backlog")?;
-    let gone = pairs.len() as u64 - moved;
+    let gone = replayable.len() as u64 - moved;
     if gone > 0 {
         writeln!(
             out,
@@ -377,9 +374,9 @@ async fn replay_all(queue: &Queue, dry_run: bool, out: &mut dyn Write) -> anyhow
         examined += window.len() as u64;
         bar.inc(window.len() as u64);
         let mut replayable = Vec::with_capacity(window.len());
-        for (raw, parsed) in window {
-            match parsed {
-                Ok(letter) => replayable.push((raw, letter)),
+        for entry in window {
+            match entry.into_replayable() {
+                Ok(entry) => replayable.push(entry),
                 Err(_) => unreadable += 1,
             }
         }
@@ -436,7 +433,7 @@ async fn count_older(queue: &Queue, total: u64, cutoff_ms: i64) -> anyhow::Resul
         bar.inc(window.len() as u64);
         older += window
             .iter()
-            .filter(|(_, parsed)| matches!(parsed, Ok(letter) if letter.dead_at_ms < cutoff_ms))
+            .filter(|entry| matches!(&entry.parsed, Ok(letter) if letter.dead_at_ms < cutoff_ms))
             .count() as u64;
     }
     bar.finish_and_clear();
@@ -490,17 +487,17 @@ async fn purge(
     let bar = progress(total, "purging");
     let (mut examined, mut kept, mut removed) = (0, 0, 0);
     while examined < total {
-        let (seen, gone) = queue
+        let window = queue
             .purge_dead_window(cutoff_ms, kept, CHUNK.min(total - examined))
             .await
             .context("cannot purge the dead letters")?;
-        if seen == 0 {
+        if window.examined == 0 {
             break;
         }
-        examined += seen;
-        kept += seen - gone;
-        removed += gone;
-        bar.inc(seen);
+        examined += window.examined;
+        kept += window.examined - window.removed;
+        removed += window.removed;
+        bar.inc(window.examined);
     }
     bar.finish_and_clear();
     writeln!(out, "purged {removed} dead letters {threshold}")?;

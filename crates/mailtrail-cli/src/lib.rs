@@ -115,9 +115,8 @@ async fn connect_store(
 
 /// The queue, checked with a PING so an unreachable Redis is reported as such.
 async fn connect_queue(config: &CliConfig) -> anyhow::Result<Queue> {
-    let queue = Queue::connect(&config.queue_settings())
-        .await
-        .context("REDIS_URL is not a usable Redis URL")?;
+    let queue =
+        Queue::connect(&config.queue_settings()).context("REDIS_URL is not a usable Redis URL")?;
     queue
         .ping()
         .await

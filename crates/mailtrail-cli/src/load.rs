@@ -288,11 +288,14 @@ pub async fn run(config: &CliConfig, args: &LoadArgs, out: &mut dyn Write) -> an
             list: format!("{}load:lpush-baseline", queue.keys().prefix()),
         };
         let report = run_load(&key, target.clone(), args).await;
-        // The baseline's list is scratch: never leave it behind, whatever happened.
-        if let Target::Redis { list, .. } = &target {
+        // The baseline's list is scratch: never leave it behind, whatever happened. It is no
+        // queue key, so it is deleted over the baseline's own client, like it was filled.
+        if let Target::Redis { client, list } = &target
+            && let Ok(mut connection) = client.get_multiplexed_async_connection().await
+        {
             let _: Result<i64, _> = redis::cmd("DEL")
                 .arg(list)
-                .query_async(&mut queue.connection())
+                .query_async(&mut connection)
                 .await;
         }
         report?
@@ -700,14 +703,10 @@ async fn fill(
     // is configured, so the envelopes are exactly what the receiver would queue.
     let envelopes = build_envelopes(&unchecked_key(config), count);
     let queue = crate::connect_queue(config).await?;
-    let backlog = queue.keys().events();
-    let mut connection = queue.connection();
     let started = Instant::now();
     for chunk in envelopes.chunks(FILL_CHUNK) {
-        let _: i64 = redis::cmd("LPUSH")
-            .arg(&backlog)
-            .arg(chunk)
-            .query_async(&mut connection)
+        queue
+            .push_envelopes(chunk)
             .await
             .context("cannot push onto the backlog")?;
     }

@@ -74,11 +74,12 @@ pub struct Skipped {
 
 /// Reads the queue's state.
 pub async fn read(queue: &Queue) -> anyhow::Result<QueueStatus> {
-    let (length, oldest) = queue
+    let backlog = queue
         .backlog_snapshot()
         .await
         .context("cannot read the backlog")?;
-    let oldest_received_at_ms = oldest
+    let oldest_received_at_ms = backlog
+        .oldest
         .as_deref()
         .and_then(|line| Envelope::from_json(line).ok())
         .map(|envelope| envelope.received_at_ms);
@@ -88,10 +89,10 @@ pub async fn read(queue: &Queue) -> anyhow::Result<QueueStatus> {
         .await
         .context("cannot read the workers' in-flight lists")?
         .into_iter()
-        .map(|(worker, envelopes, lease_age_ms)| InFlight {
-            worker,
-            envelopes,
-            lease_age_ms,
+        .map(|worker| InFlight {
+            worker: worker.worker,
+            envelopes: worker.envelopes,
+            lease_age_ms: worker.lease_age_ms,
         })
         .collect();
     let dead_letters = queue
@@ -103,11 +104,14 @@ pub async fn read(queue: &Queue) -> anyhow::Result<QueueStatus> {
         .await
         .context("cannot read the skipped-event counts")?
         .into_iter()
-        .map(|(reason, events)| Skipped { reason, events })
+        .map(|skipped| Skipped {
+            reason: skipped.reason,
+            events: skipped.count,
+        })
         .collect();
     Ok(QueueStatus {
         backlog: Backlog {
-            length,
+            length: backlog.length,
             oldest_received_at_ms,
             oldest_age_ms: oldest_received_at_ms.map(|at| now - at),
         },

@@ -9,7 +9,9 @@ mod support;
 use std::time::Duration;
 
 use mailtrail_core::{Envelope, Source};
-use mailtrail_queue::{DeadLetter, QueueSettings, Settlement, WorkerQueue, now_ms};
+use mailtrail_queue::{
+    DeadEnvelope, DeadLetter, QueueSettings, Settlement, SkippedCount, WorkerQueue, now_ms,
+};
 use mailtrail_testing::TestRedis;
 use serde_json::{Value, json};
 use support::Mailtrail;
@@ -23,9 +25,7 @@ fn settings(redis: &TestRedis) -> QueueSettings {
 }
 
 async fn worker(redis: &TestRedis, id: &str) -> WorkerQueue {
-    WorkerQueue::connect(&settings(redis), id, Duration::from_millis(100))
-        .await
-        .unwrap()
+    WorkerQueue::connect(&settings(redis), id, Duration::from_millis(100)).unwrap()
 }
 
 /// An envelope the receiver would have queued `age_ms` ago.
@@ -50,7 +50,10 @@ async fn dead_letter(redis: &TestRedis, worker_id: &str, envelope: &str, reason:
     assert_eq!(claimed, [envelope]);
     worker
         .settle(&Settlement {
-            dead: vec![(envelope.to_owned(), reason.to_owned())],
+            dead: vec![DeadEnvelope {
+                envelope: envelope.to_owned(),
+                reason: reason.to_owned(),
+            }],
             ..Settlement::default()
         })
         .await
@@ -105,7 +108,10 @@ async fn queue_status_reports_backlog_age_in_flight_dead_letters_and_skips() {
         .unwrap();
     worker_a
         .settle(&Settlement {
-            skipped: vec![("missing_backer_id".to_owned(), 2)],
+            skipped: vec![SkippedCount {
+                reason: "missing_backer_id".to_owned(),
+                count: 2,
+            }],
             ..Settlement::default()
         })
         .await

@@ -10,3 +10,15 @@ pub enum QueueError {
     #[error("queue entry is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
+
+/// Why Redis' settings were refused by [`Queue::check_durability`](crate::Queue::check_durability).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurabilityError {
+    /// `maxmemory-policy` lets Redis evict keys, so queued envelopes could vanish under memory
+    /// pressure, and the caller asked for `noeviction`.
+    #[error("Redis maxmemory-policy is `{policy}`, which may evict queued events")]
+    Evicting {
+        /// The policy Redis reported.
+        policy: String,
+    },
+}

@@ -1,135 +1,87 @@
-//! Read-mostly operations for operators (the `mailtrail` CLI): a consistent look at the backlog,
-//! paging through dead letters from the oldest end, and purging old dead letters.
+//! Read-only views of the queue, for operators (`mailtrail queue status`) and metrics: the
+//! backlog, what each worker holds, and the skip counts.
 //!
-//! Dead letters are LPUSHed, so the list's tail holds the oldest. Operations over the whole list
-//! walk it from the tail with *negative* indices: new dead letters arriving at the head while an
-//! operator works do not shift the window, and entries an operation decides to keep stay at the
-//! tail, so the next window simply starts past them (`skip`).
+//! Each view is read with its own commands, so under load a set of them is a near-instant
+//! picture rather than one snapshot; [`Queue::backlog_snapshot`] reads the backlog's length and
+//! oldest envelope together, in one transaction, so the two agree. Nothing here writes.
 
-use std::sync::LazyLock;
+use redis::AsyncCommands;
 
-use redis::Script;
+use crate::consumer::SkippedCount;
+use crate::error::QueueError;
+use crate::{Queue, now_ms};
 
-use crate::queue::DeadLetter;
-use crate::{Queue, QueueError};
+/// The backlog's length and the envelope taken next, read together.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BacklogSnapshot {
+    /// Envelopes waiting.
+    pub length: u64,
+    /// The oldest envelope (the right end, taken next); `None` when the backlog is empty.
+    pub oldest: Option<String>,
+}
 
-/// Removes, within one window at the dead list's tail, the entries dead-lettered before a cutoff.
-///
-/// KEYS: dead list. ARGV: cutoff in milliseconds since the epoch, entries to skip at the tail,
-/// window size. Returns `{examined, removed}`.
-///
-/// Matching entries are overwritten with a marker and the markers removed with one `LREM` from
-/// the tail, all inside the script: no other client can see the marker, and the check and the
-/// removal of each entry are one atomic step. A marker can never equal a real entry, which is
-/// always a JSON object (starts with `{`). Entries that are not JSON, or carry no time, have no
-/// age and are kept. Scanning from the tail with a negative count keeps each call proportional to
-/// the window, not to the list.
-static PURGE_OLDER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local cutoff = tonumber(ARGV[1])
-local skip = tonumber(ARGV[2])
-local count = tonumber(ARGV[3])
-local items = redis.call('LRANGE', KEYS[1], -(skip + count), -(skip + 1))
-local marker = 'mailtrail:purged-dead-letter'
-local removed = 0
-for i, item in ipairs(items) do
-  local ok, entry = pcall(cjson.decode, item)
-  if ok and type(entry) == 'table' then
-    local at = tonumber(entry['dead_at_ms'])
-    if at and at < cutoff then
-      redis.call('LSET', KEYS[1], -(skip + #items - i + 1), marker)
-      removed = removed + 1
-    end
-  end
-end
-if removed > 0 then redis.call('LREM', KEYS[1], -removed, marker) end
-return {#items, removed}
-",
-    )
-});
-
-/// A raw dead entry with its parsed form (or why it does not parse).
-type RawDeadLetter = (String, Result<DeadLetter, QueueError>);
+/// What one registered worker holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    /// The worker's id.
+    pub worker: String,
+    /// Envelopes it claimed and has not acknowledged.
+    pub envelopes: u64,
+    /// Milliseconds since its lease was last renewed; `None` when the lease has expired (the
+    /// reaper will requeue its envelopes).
+    pub lease_age_ms: Option<i64>,
+}
 
 impl Queue {
-    /// The backlog's length and its oldest envelope (the right end, taken next), read together.
-    pub async fn backlog_snapshot(&self) -> Result<(u64, Option<String>), QueueError> {
-        let mut connection = self.connection();
+    /// How many envelopes wait in the backlog.
+    pub async fn backlog_len(&self) -> Result<u64, QueueError> {
+        Ok(self.connection().llen(self.keys().events()).await?)
+    }
+
+    /// The backlog's length and its oldest envelope, read together.
+    pub async fn backlog_snapshot(&self) -> Result<BacklogSnapshot, QueueError> {
         let events = self.keys().events();
         let (length, oldest): (u64, Option<String>) = redis::pipe()
             .atomic()
             .llen(&events)
             .lindex(&events, -1)
-            .query_async(&mut connection)
+            .query_async(&mut self.connection())
             .await?;
-        Ok((length, oldest))
+        Ok(BacklogSnapshot { length, oldest })
     }
 
-    /// Up to `count` dead letters ending `skip` entries before the oldest, in list order (newest
-    /// first, like [`Queue::dead_letters`]); empty once the window passes the head.
-    pub async fn dead_letters_from_tail(
-        &self,
-        skip: u64,
-        count: u64,
-    ) -> Result<Vec<RawDeadLetter>, QueueError> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
+    /// In-flight envelopes per registered worker, sorted by worker id, with the age of each
+    /// lease's last renewal.
+    pub async fn in_flight(&self) -> Result<Vec<InFlight>, QueueError> {
         let mut connection = self.connection();
-        let start = -tail_offset(skip.saturating_add(count));
-        let stop = -tail_offset(skip.saturating_add(1));
-        let raw: Vec<String> = redis::cmd("LRANGE")
-            .arg(self.keys().dead())
-            .arg(start)
-            .arg(stop)
-            .query_async(&mut connection)
-            .await?;
-        Ok(raw.into_iter().map(parse_dead_letter).collect())
-    }
-
-    /// Removes dead letters older than `cutoff_ms` from one window of `count` entries that ends
-    /// `skip` entries before the oldest. Returns (entries examined, entries removed); callers loop,
-    /// skipping the entries kept so far, until they have examined what they meant to.
-    pub async fn purge_dead_window(
-        &self,
-        cutoff_ms: i64,
-        skip: u64,
-        count: u64,
-    ) -> Result<(u64, u64), QueueError> {
-        if count == 0 {
-            return Ok((0, 0));
+        let mut workers: Vec<String> = connection.smembers(self.keys().workers()).await?;
+        workers.sort();
+        let mut rows = Vec::with_capacity(workers.len());
+        for worker in workers {
+            let envelopes: u64 = connection.llen(self.keys().processing(&worker)).await?;
+            let lease: Option<String> = connection.get(self.keys().lease(&worker)).await?;
+            // The lease's value is `{renewed_ms}:{instance}`.
+            let renewed_ms = lease
+                .as_deref()
+                .and_then(|value| value.split(':').next())
+                .and_then(|ms| ms.parse::<i64>().ok());
+            rows.push(InFlight {
+                worker,
+                envelopes,
+                lease_age_ms: renewed_ms.map(|at| now_ms() - at),
+            });
         }
-        let mut connection = self.connection();
-        let (examined, removed): (u64, u64) = PURGE_OLDER
-            .key(self.keys().dead())
-            .arg(cutoff_ms)
-            .arg(skip)
-            .arg(count)
-            .invoke_async(&mut connection)
-            .await?;
-        Ok((examined, removed))
+        Ok(rows)
     }
-}
 
-/// Pairs a raw dead entry with its parsed form.
-fn parse_dead_letter(entry: String) -> RawDeadLetter {
-    let parsed = serde_json::from_str(&entry).map_err(QueueError::from);
-    (entry, parsed)
-}
-
-/// A distance from the tail as a Redis index magnitude (lists never reach `i64::MAX`).
-fn tail_offset(distance: u64) -> i64 {
-    i64::try_from(distance).unwrap_or(i64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_offsets_saturate_instead_of_wrapping() {
-        assert_eq!(tail_offset(3), 3);
-        assert_eq!(tail_offset(u64::MAX), i64::MAX);
+    /// Events skipped for lack of custom variables, by reason, sorted by reason.
+    pub async fn skipped_counts(&self) -> Result<Vec<SkippedCount>, QueueError> {
+        let mut counts: Vec<(String, u64)> =
+            self.connection().hgetall(self.keys().skipped()).await?;
+        counts.sort();
+        Ok(counts
+            .into_iter()
+            .map(|(reason, count)| SkippedCount { reason, count })
+            .collect())
     }
 }

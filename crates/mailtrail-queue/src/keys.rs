@@ -9,11 +9,18 @@
 //! | `{prefix}dead` | list | dead letters: JSON `{reason, dead_at_ms, worker, envelope}` |
 //! | `{prefix}token:{token}` | string, TTL | signature tokens already accepted (replay protection) |
 //! | `{prefix}skipped` | hash | reason → count of events skipped for lack of custom variables |
-//! | `{prefix}recovered:{sha1}` | string, TTL 72 h | times an envelope was recovered from a dead worker |
+//! | `{prefix}recovered` | hash | SHA-1 of an envelope → `{count}:{first_ms}`: times it was recovered from a dead worker since `first_ms` |
 //!
 //! Invariants: an envelope is, at every instant, in exactly one of `events`, some
 //! `processing:{worker}` or `dead` (briefly in two while a script moves it, never in none), and a
 //! token key exists only if its envelope was pushed in the same atomic step.
+//!
+//! Every key a script touches is one of the script's `KEYS`, never built inside the script, so
+//! the scripts stay valid on Redis Cluster once the keys share a hash tag. That is why the
+//! recovery counters are fields of one hash rather than one key per envelope: a field has no TTL
+//! of its own, so its value carries the start of its window, the requeue script ignores (and
+//! restarts) a counter whose window is over, and the reaper prunes such fields a bounded number
+//! at a time.
 
 /// The key names under one prefix (default `mailtrail:`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,9 +71,9 @@ impl QueueKeys {
         format!("{}token:{token}", self.prefix)
     }
 
-    /// The prefix of per-envelope recovery counters (`{prefix}recovered:{sha1 of envelope}`).
-    pub fn recovered_prefix(&self) -> String {
-        format!("{}recovered:", self.prefix)
+    /// The hash of per-envelope recovery counters (field: SHA-1 of the envelope).
+    pub fn recovered(&self) -> String {
+        format!("{}recovered", self.prefix)
     }
 
     /// The hash of skipped-event counts by reason.
@@ -89,5 +96,6 @@ mod tests {
         assert_eq!(keys.dead(), "mailtrail:dead");
         assert_eq!(keys.token("abc"), "mailtrail:token:abc");
         assert_eq!(keys.skipped(), "mailtrail:skipped");
+        assert_eq!(keys.recovered(), "mailtrail:recovered");
     }
 }

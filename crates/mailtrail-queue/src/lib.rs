@@ -7,17 +7,43 @@
 //! that dies leaves its processing list behind; its lease expires and any other worker's reaper
 //! ([`Queue::reap_dead_workers`]) moves the list back onto the backlog. See [`keys`] for every key
 //! and the invariants the scripts keep.
+//!
+//! One file per role, each adding its methods to [`Queue`]:
+//!
+//! | module | role |
+//! |---|---|
+//! | `connection` | [`Queue::connect`], the one way to a queue; the Redis durability check |
+//! | `producer` | pushing envelopes onto the backlog |
+//! | `consumer` | a worker's claim and settle ([`WorkerQueue`]) |
+//! | `lease` | leases, requeue of a dead worker's envelopes, poison detection, release |
+//! | `dead_letters` | reading, replaying and purging dead letters |
+//! | `inspect` | read-only views: backlog, in flight, skip counts |
+//! | `scripts` | every Lua script, with the keys and arguments it takes |
 
+mod connection;
+mod consumer;
+mod dead_letters;
 pub mod defaults;
 mod error;
 mod inspect;
 pub mod keys;
-mod queue;
+mod lease;
+mod producer;
 mod scripts;
 
-pub use error::QueueError;
+pub use connection::{Queue, QueueSettings, RedisDurability};
+pub use consumer::{ClaimedBatch, DeadEnvelope, SettledBy, Settlement, SkippedCount, WorkerQueue};
+pub use dead_letters::{DeadEntry, DeadLetter, PurgedWindow, ReplayableDeadLetter};
+pub use error::{DurabilityError, QueueError};
+pub use inspect::{BacklogSnapshot, InFlight};
 pub use keys::QueueKeys;
-pub use queue::{
-    ClaimedBatch, DeadLetter, POISON_CAP, POISON_WINDOW, PushOutcome, Queue, QueueSettings,
-    RedisDurability, Requeued, SettledBy, Settlement, WorkerQueue, now_ms,
-};
+pub use lease::{POISON_CAP, POISON_WINDOW, ReapedWorker, Requeued};
+pub use producer::PushOutcome;
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -96,14 +96,17 @@ return n
 /// Moves a processing list back onto the backlog's consumer end, so its envelopes are taken
 /// next, in their original order; each is re-inserted before it is removed.
 ///
-/// KEYS: processing list, backlog, lease, workers set, dead list.
+/// KEYS: processing list, backlog, lease, workers set, dead list, recovery counters hash.
 /// ARGV: only-if-dead flag ('1': do nothing if the lease exists, the reaper's check repeated
 /// inside the script so a worker that renewed meanwhile keeps its list; then deregister),
-/// worker id, count-as-crash flag, poison cap, recovery window in seconds, recovery key prefix.
+/// worker id, count-as-crash flag, poison cap, recovery window in milliseconds.
 ///
-/// When the requeue follows a crash, each envelope's recovery counter (keyed by its SHA-1) is
-/// incremented; one recovered more than `cap` times within the window is the likely cause of the
-/// crashes (a poison message), so it is dead-lettered instead of being fed to the next worker.
+/// When the requeue follows a crash, each envelope's recovery counter (the hash field named by
+/// its SHA-1, valued `{count}:{first_ms}`) is incremented; a counter whose window (from its first
+/// recovery) is over starts again at 1, as the key with a TTL it replaces did. One recovered more
+/// than `cap` times within the window is the likely cause of the crashes (a poison message), so
+/// it is dead-lettered instead of being fed to the next worker. The counter lives in a field
+/// named in `KEYS`, not in a key built here from the envelope, so the script runs on a cluster.
 /// Returns {moved, poisoned}, or {-1, 0} when the worker turned out to be alive.
 pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -112,21 +115,29 @@ if ARGV[1] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return {-1, 0} end
 local moved, poisoned = 0, 0
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local cap, window_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
 while true do
   local item = redis.call('LINDEX', KEYS[1], 0)
   if not item then break end
   local dead = false
   if ARGV[3] == '1' then
-    local counter = ARGV[6] .. redis.sha1hex(item)
-    local count = redis.call('INCR', counter)
-    if count == 1 then redis.call('EXPIRE', counter, ARGV[5]) end
-    if count > tonumber(ARGV[4]) then
+    local field = redis.sha1hex(item)
+    local count, first_ms = 0, now_ms
+    local counted = redis.call('HGET', KEYS[6], field)
+    if counted then
+      local c, f = string.match(counted, '^(%d+):(%d+)$')
+      if c and now_ms - tonumber(f) < window_ms then count, first_ms = tonumber(c), tonumber(f) end
+    end
+    count = count + 1
+    if count > cap then
       redis.call('LPUSH', KEYS[5], cjson.encode({
         reason = 'poison: in flight on ' .. count .. ' workers that died, within the recovery window',
         dead_at_ms = now_ms, worker = ARGV[2], envelope = item}))
-      redis.call('DEL', counter)
+      redis.call('HDEL', KEYS[6], field)
       dead = true
       poisoned = poisoned + 1
+    else
+      redis.call('HSET', KEYS[6], field, string.format('%d:%d', count, first_ms))
     end
   end
   if not dead then
@@ -137,6 +148,35 @@ while true do
 end
 if ARGV[1] == '1' then redis.call('SREM', KEYS[4], ARGV[2]) end
 return {moved, poisoned}
+",
+    )
+});
+
+/// Removes recovery counters whose window is over, from one `HSCAN` step of the counters hash.
+///
+/// KEYS: recovery counters hash. ARGV: scan cursor, scan count, recovery window in milliseconds.
+/// Returns {next cursor, removed}; cursor "0" means a full pass has ended.
+///
+/// [`REQUEUE`] already ignores an expired counter, so this only bounds the hash's memory: without
+/// it, every envelope ever recovered from a crash would keep its field. A field whose value is
+/// not `{count}:{first_ms}` cannot be aged and is removed too. One call touches about `count`
+/// fields, so a large hash is pruned over several calls without blocking Redis.
+pub(crate) static PRUNE_RECOVERED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local window_ms = tonumber(ARGV[3])
+local scan = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local fields = scan[2]
+local removed = 0
+for i = 1, #fields, 2 do
+  local first_ms = tonumber(string.match(fields[i + 1], '^%d+:(%d+)$'))
+  if not first_ms or now_ms - first_ms >= window_ms then
+    removed = removed + redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+return {scan[1], removed}
 ",
     )
 });
@@ -176,6 +216,42 @@ for i = 1, #ARGV, 2 do
   end
 end
 return moved
+",
+    )
+});
+
+/// Removes, within one window at the dead list's tail, the entries dead-lettered before a cutoff.
+///
+/// KEYS: dead list. ARGV: cutoff in milliseconds since the epoch, entries to skip at the tail,
+/// window size. Returns `{examined, removed}`.
+///
+/// Matching entries are overwritten with a marker and the markers removed with one `LREM` from
+/// the tail, all inside the script: no other client can see the marker, and the check and the
+/// removal of each entry are one atomic step. A marker can never equal a real entry, which is
+/// always a JSON object (starts with `{`). Entries that are not JSON, or carry no time, have no
+/// age and are kept. Scanning from the tail with a negative count keeps each call proportional to
+/// the window, not to the list.
+pub(crate) static PURGE_OLDER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cutoff = tonumber(ARGV[1])
+local skip = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local items = redis.call('LRANGE', KEYS[1], -(skip + count), -(skip + 1))
+local marker = 'mailtrail:purged-dead-letter'
+local removed = 0
+for i, item in ipairs(items) do
+  local ok, entry = pcall(cjson.decode, item)
+  if ok and type(entry) == 'table' then
+    local at = tonumber(entry['dead_at_ms'])
+    if at and at < cutoff then
+      redis.call('LSET', KEYS[1], -(skip + #items - i + 1), marker)
+      removed = removed + 1
+    end
+  end
+end
+if removed > 0 then redis.call('LREM', KEYS[1], -removed, marker) end
+return {#items, removed}
 ",
     )
 });

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use mailtrail_queue::{DeadLetter, Queue, QueueSettings, now_ms};
+use mailtrail_queue::{
+    BacklogSnapshot, DeadEntry, DeadLetter, PurgedWindow, Queue, QueueSettings, now_ms,
+};
 use mailtrail_testing::TestRedis;
 
 async fn queue(redis: &TestRedis) -> Queue {
@@ -14,7 +16,6 @@ async fn queue(redis: &TestRedis) -> Queue {
         prefix: redis.prefix().to_owned(),
         response_timeout: Duration::from_secs(2),
     })
-    .await
     .unwrap()
 }
 
@@ -39,12 +40,12 @@ fn letter(name: &str, dead_at_ms: i64) -> String {
     .unwrap()
 }
 
-fn envelopes(window: &[(String, Result<DeadLetter, mailtrail_queue::QueueError>)]) -> Vec<String> {
+fn envelopes(window: &[DeadEntry]) -> Vec<String> {
     window
         .iter()
-        .map(|(raw, parsed)| match parsed {
+        .map(|entry| match &entry.parsed {
             Ok(letter) => letter.envelope.clone(),
-            Err(_) => raw.clone(),
+            Err(_) => entry.raw.clone(),
         })
         .collect()
 }
@@ -53,13 +54,22 @@ fn envelopes(window: &[(String, Result<DeadLetter, mailtrail_queue::QueueError>)
 async fn the_backlog_snapshot_names_the_envelope_taken_next() {
     let redis = TestRedis::new();
     let queue = queue(&redis).await;
-    assert_eq!(queue.backlog_snapshot().await.unwrap(), (0, None));
+    assert_eq!(
+        queue.backlog_snapshot().await.unwrap(),
+        BacklogSnapshot {
+            length: 0,
+            oldest: None
+        }
+    );
     for envelope in ["first", "second", "third"] {
         queue.push_envelope(envelope).await.unwrap();
     }
     assert_eq!(
         queue.backlog_snapshot().await.unwrap(),
-        (3, Some("first".to_owned()))
+        BacklogSnapshot {
+            length: 3,
+            oldest: Some("first".to_owned())
+        }
     );
 }
 
@@ -101,8 +111,14 @@ async fn a_purge_window_removes_only_old_readable_entries_within_it() {
         ],
     );
     // Skip the oldest entry; examine the next four.
-    let (examined, removed) = queue.purge_dead_window(cutoff, 1, 4).await.unwrap();
-    assert_eq!((examined, removed), (4, 2));
+    let purged = queue.purge_dead_window(cutoff, 1, 4).await.unwrap();
+    assert_eq!(
+        purged,
+        PurgedWindow {
+            examined: 4,
+            removed: 2
+        }
+    );
     assert_eq!(
         redis
             .list("dead")
@@ -119,11 +135,17 @@ async fn a_purge_window_removes_only_old_readable_entries_within_it() {
     // Past the head nothing is examined; a window reaching beyond it is cut to the list.
     assert_eq!(
         queue.purge_dead_window(cutoff, 4, 10).await.unwrap(),
-        (0, 0)
+        PurgedWindow {
+            examined: 0,
+            removed: 0
+        }
     );
     assert_eq!(
         queue.purge_dead_window(cutoff, 0, 100).await.unwrap(),
-        (4, 2)
+        PurgedWindow {
+            examined: 4,
+            removed: 2
+        }
     );
     assert_eq!(
         redis

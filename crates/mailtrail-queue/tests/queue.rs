@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use mailtrail_queue::{
-    ClaimedBatch, PushOutcome, Queue, QueueSettings, SettledBy, Settlement, WorkerQueue,
+    ClaimedBatch, DeadEnvelope, PushOutcome, Queue, QueueSettings, SettledBy, Settlement,
+    SkippedCount, WorkerQueue,
 };
 use mailtrail_testing::TestRedis;
 
@@ -19,9 +20,21 @@ fn settings(redis: &TestRedis) -> QueueSettings {
 }
 
 async fn worker(redis: &TestRedis, id: &str) -> WorkerQueue {
-    WorkerQueue::connect(&settings(redis), id, Duration::from_millis(100))
-        .await
-        .unwrap()
+    WorkerQueue::connect(&settings(redis), id, Duration::from_millis(100)).unwrap()
+}
+
+fn dead_envelope(envelope: &str, reason: &str) -> DeadEnvelope {
+    DeadEnvelope {
+        envelope: envelope.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn skipped(reason: &str, count: u64) -> SkippedCount {
+    SkippedCount {
+        reason: reason.to_owned(),
+        count,
+    }
 }
 
 fn command(redis: &TestRedis, args: &[&str]) -> redis::Value {
@@ -35,7 +48,7 @@ fn command(redis: &TestRedis, args: &[&str]) -> redis::Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_is_marked_only_together_with_its_push() {
     let redis = TestRedis::new();
-    let queue = Queue::connect(&settings(&redis)).await.unwrap();
+    let queue = Queue::connect(&settings(&redis)).unwrap();
     let ttl = Duration::from_secs(60);
     assert_eq!(
         queue.push_webhook("t1", ttl, "a", 2).await.unwrap(),
@@ -79,15 +92,15 @@ async fn batches_are_claimed_oldest_first_and_settled_after_the_write() {
     worker
         .settle(&Settlement {
             done: vec!["1".into(), "3".into()],
-            dead: vec![("2".into(), "unreadable".into())],
-            skipped: vec![("missing_backer_id".into(), 1)],
+            dead: vec![dead_envelope("2", "unreadable")],
+            skipped: vec![skipped("missing_backer_id", 1)],
             claimed: None,
         })
         .await
         .unwrap();
     assert!(redis.list("processing:w1").is_empty());
     let dead = worker.queue().dead_letters(0, 10).await.unwrap();
-    let letter = dead[0].1.as_ref().unwrap();
+    let letter = dead[0].parsed.as_ref().unwrap();
     assert_eq!(
         (
             letter.envelope.as_str(),
@@ -98,7 +111,7 @@ async fn batches_are_claimed_oldest_first_and_settled_after_the_write() {
     );
     assert_eq!(
         worker.queue().skipped_counts().await.unwrap(),
-        [("missing_backer_id".to_owned(), 1)]
+        [skipped("missing_backer_id", 1)]
     );
 
     // An empty backlog: the blocking claim waits, then returns nothing.
@@ -141,8 +154,8 @@ async fn a_whole_batch_is_settled_by_position_while_the_next_one_is_claimed() {
     let settled = worker
         .settle(&Settlement {
             done: vec!["1".into(), "3".into()],
-            dead: vec![("2".into(), "unreadable".into())],
-            skipped: vec![("missing_backer_id".into(), 1)],
+            dead: vec![dead_envelope("2", "unreadable")],
+            skipped: vec![skipped("missing_backer_id", 1)],
             claimed: ClaimedBatch::of(&first),
         })
         .await
@@ -151,10 +164,10 @@ async fn a_whole_batch_is_settled_by_position_while_the_next_one_is_claimed() {
     assert_eq!(redis.list("processing:w1"), ["5", "4"]);
     let dead = worker.queue().dead_letters(0, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].1.as_ref().unwrap().envelope, "2");
+    assert_eq!(dead[0].parsed.as_ref().unwrap().envelope, "2");
     assert_eq!(
         worker.queue().skipped_counts().await.unwrap(),
-        [("missing_backer_id".to_owned(), 1)]
+        [skipped("missing_backer_id", 1)]
     );
 
     let settled = worker
@@ -188,8 +201,8 @@ async fn a_batch_no_longer_at_the_tail_is_settled_by_value() {
     let settled = worker
         .settle(&Settlement {
             done: vec!["1".into(), "2".into()],
-            dead: vec![("3".into(), "unreadable".into())],
-            skipped: vec![("missing_backer_id".into(), 2)],
+            dead: vec![dead_envelope("3", "unreadable")],
+            skipped: vec![skipped("missing_backer_id", 2)],
             claimed: ClaimedBatch::of(&batch),
         })
         .await
@@ -200,7 +213,7 @@ async fn a_batch_no_longer_at_the_tail_is_settled_by_value() {
     assert_eq!(dead.len(), 1, "dead-lettered once, not by both paths");
     assert_eq!(
         worker.queue().skipped_counts().await.unwrap(),
-        [("missing_backer_id".to_owned(), 2)],
+        [skipped("missing_backer_id", 2)],
         "counted once, not by both paths"
     );
 
@@ -255,7 +268,10 @@ async fn a_dead_workers_batch_goes_back_in_order_and_a_live_ones_stays() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let reaped = alive.queue().reap_dead_workers().await.unwrap();
     assert_eq!(reaped.len(), 1);
-    assert_eq!((reaped[0].0.as_str(), reaped[0].1.moved), ("dead", 2));
+    assert_eq!(
+        (reaped[0].worker.as_str(), reaped[0].requeued.moved),
+        ("dead", 2)
+    );
     // Back at the consumer end, oldest first: taken next, in the original order.
     assert_eq!(redis.list("events"), ["4", "2", "1"]);
     assert!(redis.list("processing:dead").is_empty());
@@ -265,7 +281,7 @@ async fn a_dead_workers_batch_goes_back_in_order_and_a_live_ones_stays() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_envelope_that_keeps_killing_workers_is_dead_lettered_as_poison() {
     let redis = TestRedis::new();
-    let queue = Queue::connect(&settings(&redis)).await.unwrap();
+    let queue = Queue::connect(&settings(&redis)).unwrap();
     queue.push_envelope("poison").await.unwrap();
     queue.push_envelope("innocent").await.unwrap();
     // Four workers in turn claim the poison envelope and die holding it.
@@ -286,7 +302,7 @@ async fn an_envelope_that_keeps_killing_workers_is_dead_lettered_as_poison() {
         assert_eq!(claimed, ["poison"], "round {round}");
         tokio::time::sleep(Duration::from_millis(150)).await;
         let reaped = queue.reap_dead_workers().await.unwrap();
-        let requeued = reaped[0].1;
+        let requeued = reaped[0].requeued;
         if round <= 3 {
             assert_eq!((requeued.moved, requeued.poisoned), (1, 0), "round {round}");
         } else {
@@ -299,7 +315,7 @@ async fn an_envelope_that_keeps_killing_workers_is_dead_lettered_as_poison() {
         "the rest of the queue flows"
     );
     let dead = queue.dead_letters(0, 10).await.unwrap();
-    let letter = dead[0].1.as_ref().unwrap();
+    let letter = dead[0].parsed.as_ref().unwrap();
     assert_eq!(letter.envelope, "poison");
     assert!(letter.reason.starts_with("poison"), "{}", letter.reason);
 }
@@ -332,7 +348,7 @@ async fn a_clean_release_requeues_without_counting_a_crash() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lease_belongs_to_one_process_at_a_time() {
     let redis = TestRedis::new();
-    let queue = Queue::connect(&settings(&redis)).await.unwrap();
+    let queue = Queue::connect(&settings(&redis)).unwrap();
     let ttl = Duration::from_millis(300);
     assert!(queue.renew_lease("w", "first", ttl).await.unwrap());
     assert!(queue.renew_lease("w", "first", ttl).await.unwrap());
@@ -355,7 +371,7 @@ async fn replaying_dead_letters_moves_each_back_once() {
         .unwrap();
     worker
         .settle(&Settlement {
-            dead: vec![(claimed[0].clone(), "reason".into())],
+            dead: vec![dead_envelope(&claimed[0], "reason")],
             ..Settlement::default()
         })
         .await
@@ -366,10 +382,112 @@ async fn replaying_dead_letters_moves_each_back_once() {
         .await
         .unwrap()
         .into_iter()
-        .map(|(raw, letter)| (raw, letter.unwrap()))
+        .map(|entry| entry.into_replayable().unwrap())
         .collect();
     assert_eq!(worker.queue().replay_dead(&letters).await.unwrap(), 1);
     assert_eq!(worker.queue().replay_dead(&letters).await.unwrap(), 0);
     assert_eq!(redis.list("events"), ["bad"]);
     assert!(redis.list("dead").is_empty());
+}
+
+/// The recovery counter's field for `envelope`: its SHA-1, as Redis computes it.
+fn recovery_field(redis: &TestRedis, envelope: &str) -> String {
+    redis::cmd("EVAL")
+        .arg("return redis.sha1hex(ARGV[1])")
+        .arg(0)
+        .arg(envelope)
+        .query(&mut redis.connection())
+        .unwrap()
+}
+
+fn recovery_counters(redis: &TestRedis) -> std::collections::BTreeMap<String, String> {
+    redis::cmd("HGETALL")
+        .arg(format!("{}recovered", redis.prefix()))
+        .query(&mut redis.connection())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recovery_is_counted_in_one_hash_and_an_expired_count_starts_again() {
+    let redis = TestRedis::new();
+    let worker = worker(&redis, "w1").await;
+    let field = recovery_field(&redis, "x");
+    // Three recoveries, but the first was longer ago than the window: it no longer counts.
+    let long_ago = mailtrail_queue::now_ms()
+        - i64::try_from(mailtrail_queue::POISON_WINDOW.as_millis()).unwrap()
+        - 60_000;
+    command(
+        &redis,
+        &[
+            "HSET",
+            &format!("{}recovered", redis.prefix()),
+            &field,
+            &format!("3:{long_ago}"),
+        ],
+    );
+    worker.queue().push_envelope("x").await.unwrap();
+    worker
+        .claim_batch(1, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let requeued = worker.queue().requeue_in_flight("w1", true).await.unwrap();
+    assert_eq!((requeued.moved, requeued.poisoned), (1, 0));
+    assert_eq!(redis.list("events"), ["x"]);
+
+    let counters = recovery_counters(&redis);
+    assert_eq!(counters.len(), 1, "{counters:?}");
+    let (count, first_ms) = counters[&field].split_once(':').unwrap();
+    assert_eq!(count, "1", "the window restarted");
+    let first_ms: i64 = first_ms.parse().unwrap();
+    assert!((mailtrail_queue::now_ms() - first_ms).abs() < 60_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reaper_prunes_recovery_counters_whose_window_is_over() {
+    let redis = TestRedis::new();
+    let queue = Queue::connect(&settings(&redis)).unwrap();
+    let now = mailtrail_queue::now_ms();
+    let window_ms = i64::try_from(mailtrail_queue::POISON_WINDOW.as_millis()).unwrap();
+    let hash = format!("{}recovered", redis.prefix());
+    let stale = format!("1:{}", now - window_ms - 1_000);
+    let fresh = format!("2:{}", now - 1_000);
+    command(
+        &redis,
+        &[
+            "HSET", &hash, "stale", &stale, "fresh", &fresh, "garbled", "?",
+        ],
+    );
+
+    assert!(queue.reap_dead_workers().await.unwrap().is_empty());
+    assert_eq!(
+        recovery_counters(&redis),
+        [("fresh".to_owned(), fresh)].into_iter().collect()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_recovery_hash_is_pruned_a_bounded_step_at_a_time() {
+    let redis = TestRedis::new();
+    let queue = Queue::connect(&settings(&redis)).unwrap();
+    let hash = format!("{}recovered", redis.prefix());
+    let stale = format!("1:{}", mailtrail_queue::now_ms() - 100 * 3_600_000);
+    let mut hset = redis::cmd("HSET");
+    hset.arg(&hash);
+    for field in 0..2_500 {
+        hset.arg(format!("field-{field}")).arg(&stale);
+    }
+    let _: i64 = hset.query(&mut redis.connection()).unwrap();
+    let left = || -> i64 {
+        redis::cmd("HLEN")
+            .arg(&hash)
+            .query(&mut redis.connection())
+            .unwrap()
+    };
+
+    queue.reap_dead_workers().await.unwrap();
+    assert!(left() > 0, "one reaper pass does not sweep the whole hash");
+    for _ in 0..10 {
+        queue.reap_dead_workers().await.unwrap();
+    }
+    assert_eq!(left(), 0, "the sweep goes on where it stopped");
 }

@@ -1,4 +1,4 @@
-//! Every way a webhook can be refused, and the one place each maps to an HTTP status.
+//! Every way a webhook can be refused, and the one table that maps each to its answer.
 //!
 //! Mailgun treats 200 as done, 406 as "rejected, never retry", and anything else as "retry for
 //! about 8 hours". So:
@@ -8,6 +8,11 @@
 //!   retries give the operator time to fix it without losing events. A forger gains nothing from
 //!   a retry;
 //! - Redis unavailable or the backlog at its cap gets 503 with `Retry-After`, so Mailgun retries.
+//!
+//! [`WebhookError::response_parts`] is that table: status, metrics outcome, the text answered and
+//! how loudly it is logged, one row per refusal. The [`Outcome`] of every webhook response, refused
+//! or not, is defined here too, so the metrics and the routes both depend on this module and it
+//! depends on neither.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
@@ -15,8 +20,32 @@ use actix_web::{HttpResponse, ResponseError};
 use mailtrail_core::SignatureError;
 use mailtrail_core::mailgun::ParseError;
 use mailtrail_queue::QueueError;
+use prometheus_client::encoding::EncodeLabelValue;
+use tracing::Level;
 
-use crate::metrics::Outcome;
+/// How a webhook request ended (the `outcome` label of the request counter).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // Label values are written as they appear in Prometheus.
+pub enum Outcome {
+    /// Verified and pushed.
+    queued,
+    /// Token already used; nothing pushed.
+    duplicate,
+    /// Not a Mailgun webhook that could ever be processed.
+    unprocessable,
+    /// Signed timestamp outside the window.
+    stale,
+    /// Signature matches no configured key.
+    bad_signature,
+    /// Backlog at its cap.
+    backlog_full,
+    /// Redis failed or timed out.
+    queue_unavailable,
+    /// Body over the limit.
+    too_large,
+    /// Anything else (a request actix refused before the handler).
+    other,
+}
 
 /// Why a webhook was not queued.
 #[derive(Debug, thiserror::Error)]
@@ -38,51 +67,145 @@ pub enum WebhookError {
     QueueUnavailable(#[from] QueueError),
 }
 
+/// How one refusal is answered, counted and logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorParts {
+    /// The HTTP status (it tells Mailgun whether to retry).
+    pub status: StatusCode,
+    /// The metrics outcome.
+    pub outcome: Outcome,
+    /// The body answered: a short, fixed text that never echoes the body or the token back.
+    pub message: &'static str,
+    /// How loudly it is logged: `WARN` for what an operator may need to act on.
+    pub level: Level,
+}
+
+impl WebhookError {
+    /// The one table from refusal to status, outcome, answer and log level.
+    pub fn response_parts(&self) -> ErrorParts {
+        use StatusCode as S;
+        let (status, outcome, message, level) = match self {
+            Self::Unprocessable(_) => (
+                S::NOT_ACCEPTABLE,
+                Outcome::unprocessable,
+                "unprocessable webhook",
+                Level::INFO,
+            ),
+            // A stale timestamp is worth a warning: usually a clock off, or a replay.
+            Self::Refused(SignatureError::Stale { .. }) => (
+                S::NOT_ACCEPTABLE,
+                Outcome::stale,
+                "signature timestamp outside the window",
+                Level::WARN,
+            ),
+            Self::Refused(_) => (
+                S::NOT_ACCEPTABLE,
+                Outcome::unprocessable,
+                "malformed signature",
+                Level::INFO,
+            ),
+            Self::BadSignature => (
+                S::UNAUTHORIZED,
+                Outcome::bad_signature,
+                "invalid signature",
+                Level::WARN,
+            ),
+            Self::BacklogFull => (
+                S::SERVICE_UNAVAILABLE,
+                Outcome::backlog_full,
+                "backlog full, retry later",
+                Level::WARN,
+            ),
+            Self::QueueUnavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                Outcome::queue_unavailable,
+                "queue unavailable, retry later",
+                Level::WARN,
+            ),
+        };
+        ErrorParts {
+            status,
+            outcome,
+            message,
+            level,
+        }
+    }
+}
+
 impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Unprocessable(_) | Self::Refused(_) => StatusCode::NOT_ACCEPTABLE,
-            Self::BadSignature => StatusCode::UNAUTHORIZED,
-            Self::BacklogFull | Self::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        self.response_parts().status
     }
 
     fn error_response(&self) -> HttpResponse {
-        let outcome = match self {
-            Self::Unprocessable(_) | Self::Refused(SignatureError::Malformed) => {
-                Outcome::unprocessable
-            }
-            Self::Refused(SignatureError::Stale { .. }) => Outcome::stale,
-            Self::Refused(_) => Outcome::unprocessable,
-            Self::BadSignature => Outcome::bad_signature,
-            Self::BacklogFull => Outcome::backlog_full,
-            Self::QueueUnavailable(_) => Outcome::queue_unavailable,
-        };
+        let parts = self.response_parts();
+        let retried = parts.status == StatusCode::SERVICE_UNAVAILABLE;
         // Logged once, here, where the error becomes a response; never with the body or token.
-        match self {
-            Self::BadSignature | Self::Refused(SignatureError::Stale { .. }) => {
-                tracing::warn!(error = %self, "webhook refused")
-            }
-            Self::QueueUnavailable(_) | Self::BacklogFull => {
-                tracing::warn!(error = %self, "webhook not queued; Mailgun will retry")
-            }
-            _ => tracing::info!(error = %self, "webhook refused"),
+        let log = if retried {
+            "webhook not queued; Mailgun will retry"
+        } else {
+            "webhook refused"
+        };
+        if parts.level == Level::WARN {
+            tracing::warn!(error = %self, "{log}");
+        } else {
+            tracing::info!(error = %self, "{log}");
         }
-        let mut response = HttpResponse::build(self.status_code());
-        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+        let mut response = HttpResponse::build(parts.status);
+        if retried {
             response.insert_header((RETRY_AFTER, HeaderValue::from_static("60")));
         }
-        // A short, fixed text: never echo the body or the token back.
-        let reason = match self {
-            Self::Unprocessable(_) => "unprocessable webhook",
-            Self::Refused(SignatureError::Stale { .. }) => "signature timestamp outside the window",
-            Self::Refused(_) => "malformed signature",
-            Self::BadSignature => "invalid signature",
-            Self::BacklogFull => "backlog full, retry later",
-            Self::QueueUnavailable(_) => "queue unavailable, retry later",
-        };
-        let mut response = response.body(reason);
-        response.extensions_mut().insert(outcome);
+        let mut response = response.body(parts.message);
+        response.extensions_mut().insert(parts.outcome);
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_could_still_succeed_is_answered_with_a_status_mailgun_retries() {
+        let never = [
+            WebhookError::Unprocessable(ParseError::MissingSignature),
+            WebhookError::Refused(SignatureError::Malformed),
+            WebhookError::Refused(SignatureError::Stale { age_seconds: 9_999 }),
+        ];
+        for error in &never {
+            assert_eq!(error.status_code(), StatusCode::NOT_ACCEPTABLE, "{error}");
+        }
+        let later = [
+            (WebhookError::BadSignature, StatusCode::UNAUTHORIZED),
+            (WebhookError::BacklogFull, StatusCode::SERVICE_UNAVAILABLE),
+        ];
+        for (error, status) in &later {
+            assert_eq!(error.status_code(), *status, "{error}");
+        }
+    }
+
+    #[test]
+    fn each_refusal_has_its_outcome_and_a_fixed_answer() {
+        let stale = WebhookError::Refused(SignatureError::Stale { age_seconds: 9_999 });
+        assert_eq!(
+            stale.response_parts(),
+            ErrorParts {
+                status: StatusCode::NOT_ACCEPTABLE,
+                outcome: Outcome::stale,
+                message: "signature timestamp outside the window",
+                level: Level::WARN,
+            }
+        );
+        let malformed = WebhookError::Refused(SignatureError::Malformed).response_parts();
+        assert_eq!(
+            (malformed.outcome, malformed.level),
+            (Outcome::unprocessable, Level::INFO)
+        );
+        let full = WebhookError::BacklogFull.error_response();
+        assert_eq!(full.headers().get(RETRY_AFTER).unwrap(), "60");
+        assert_eq!(
+            full.extensions().get::<Outcome>(),
+            Some(&Outcome::backlog_full)
+        );
     }
 }

@@ -16,11 +16,15 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
-use mailtrail_queue::Queue;
+use mailtrail_queue::{DurabilityError, Queue};
 
 pub use config::{ConfigError, ReceiverConfig};
 pub use error::WebhookError;
+use metrics::ReceiverMetrics;
 use routes::AppState;
+
+/// How long the start-up durability check waits for Redis before starting without it.
+const DURABILITY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A bound, ready-to-run receiver.
 pub struct Application {
@@ -43,29 +47,8 @@ pub enum StartError {
     #[error("cannot set up Redis: {0}")]
     Queue(#[from] mailtrail_queue::QueueError),
     /// Redis may evict keys and MAILTRAIL_REQUIRE_NOEVICTION is set.
-    #[error(
-        "Redis maxmemory-policy is `{0}`, which may evict queued events; set it to noeviction or unset MAILTRAIL_REQUIRE_NOEVICTION"
-    )]
-    EvictingRedis(String),
-}
-
-/// Warns (or refuses, when configured) if Redis may evict queued envelopes. Redis being down at
-/// start is not fatal: the receiver answers 503 until it is back.
-async fn check_redis_durability(queue: &Queue, require_noeviction: bool) -> Result<(), StartError> {
-    let durability = match tokio::time::timeout(Duration::from_secs(2), queue.durability()).await {
-        Ok(Ok(durability)) => durability,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "could not read Redis settings; durability not checked");
-            return Ok(());
-        }
-        Err(_) => {
-            tracing::warn!("Redis did not answer at start; webhooks get 503 until it does");
-            return Ok(());
-        }
-    };
-    durability
-        .check(require_noeviction)
-        .map_err(StartError::EvictingRedis)
+    #[error("{0}; set it to noeviction or unset MAILTRAIL_REQUIRE_NOEVICTION")]
+    EvictingRedis(#[from] DurabilityError),
 }
 
 impl Application {
@@ -84,9 +67,12 @@ impl Application {
             })?
             .port();
         let settings = config.queue_settings();
-        let queue = Queue::connect(&settings).await?;
-        check_redis_durability(&queue, config.require_noeviction).await?;
-        let metrics = std::sync::Arc::new(metrics::ReceiverMetrics::new());
+        let queue = Queue::connect(&settings)?;
+        // Redis being down at start is not fatal: the receiver answers 503 until it is back.
+        queue
+            .check_durability(config.require_noeviction, DURABILITY_CHECK_TIMEOUT)
+            .await?;
+        let metrics = web::Data::new(ReceiverMetrics::new());
         let signing_keys = config.signing_keys.clone();
         let timestamp_window_secs =
             i64::try_from(config.timestamp_window.as_secs()).unwrap_or(i64::MAX);
@@ -98,17 +84,17 @@ impl Application {
             // every push would cross threads twice. Each connection still multiplexes (and so
             // pipelines) all of its worker's requests, and reconnects by itself. The URL was
             // checked by `Queue::connect` above, so the fallback to the shared one is a formality.
-            let queue = Queue::connect_lazy(&settings).unwrap_or_else(|_| queue.clone());
+            let queue = Queue::connect(&settings).unwrap_or_else(|_| queue.clone());
             let state = web::Data::new(AppState {
                 queue,
                 signing_keys: signing_keys.clone(),
                 timestamp_window_secs,
                 token_ttl,
                 backlog_cap,
-                metrics: std::sync::Arc::clone(&metrics),
             });
             App::new()
                 .app_data(state)
+                .app_data(metrics.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
                 .service(
                     web::resource("/webhooks/mailgun")

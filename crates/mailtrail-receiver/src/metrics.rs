@@ -4,6 +4,10 @@
 //! (verification plus the Redis push) goes into a histogram; the Redis push alone has its own.
 //! The backlog gauge is read from Redis when `/metrics` is scraped, so it costs nothing per
 //! request. Each webhook gets a request id, returned as `X-Request-Id` and attached to its logs.
+//!
+//! The metrics are app data of their own (`web::Data<ReceiverMetrics>`), so the middleware needs
+//! nothing from the routes; the outcome a response carries is set by the route or by the
+//! error's table in [`crate::error`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,7 +17,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use actix_web::web;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -21,29 +26,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tracing::Instrument;
 
-/// How a webhook request ended.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)] // Label values are written as they appear in Prometheus.
-pub enum Outcome {
-    /// Verified and pushed.
-    queued,
-    /// Token already used; nothing pushed.
-    duplicate,
-    /// Not a Mailgun webhook that could ever be processed.
-    unprocessable,
-    /// Signed timestamp outside the window.
-    stale,
-    /// Signature matches no configured key.
-    bad_signature,
-    /// Backlog at its cap.
-    backlog_full,
-    /// Redis failed or timed out.
-    queue_unavailable,
-    /// Body over the limit.
-    too_large,
-    /// Anything else (a request actix refused before the handler).
-    other,
-}
+use crate::error::Outcome;
 
 /// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -154,9 +137,7 @@ pub async fn observe_webhook(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let request_id = next_request_id();
-    let metrics = request
-        .app_data::<actix_web::web::Data<crate::routes::AppState>>()
-        .map(|state| std::sync::Arc::clone(&state.metrics));
+    let metrics = request.app_data::<web::Data<ReceiverMetrics>>().cloned();
     let span = tracing::info_span!("webhook", request_id = %request_id);
     let mut response = next.call(request).instrument(span).await?;
     let status = response.status().as_u16();

@@ -12,8 +12,8 @@ use mailtrail_core::mailgun::{WebhookFormat, multipart, read_signature};
 use mailtrail_core::{Envelope, SignatureError, SigningKeys, Source};
 use mailtrail_queue::{PushOutcome, Queue, now_ms};
 
-use crate::error::WebhookError;
-use crate::metrics::{Outcome, ReceiverMetrics};
+use crate::error::{Outcome, WebhookError};
+use crate::metrics::ReceiverMetrics;
 
 /// What every request handler shares.
 pub struct AppState {
@@ -27,8 +27,6 @@ pub struct AppState {
     pub token_ttl: Duration,
     /// Backlog cap (0 = none).
     pub backlog_cap: u64,
-    /// Prometheus metrics.
-    pub metrics: std::sync::Arc<ReceiverMetrics>,
 }
 
 /// `POST /webhooks/mailgun`: verify, queue, answer.
@@ -36,6 +34,7 @@ pub async fn receive_webhook(
     request: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
+    metrics: web::Data<ReceiverMetrics>,
 ) -> Result<HttpResponse, WebhookError> {
     let content_type = request
         .headers()
@@ -81,7 +80,7 @@ pub async fn receive_webhook(
             state.backlog_cap,
         )
         .await;
-    state.metrics.observe_push(pushed_at.elapsed());
+    metrics.observe_push(pushed_at.elapsed());
     let (outcome, text) = match pushed? {
         PushOutcome::Queued => {
             tracing::debug!(key_index, body_bytes = body.len(), "webhook queued");
@@ -114,14 +113,17 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus metrics, with the backlog read now.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(
+    state: web::Data<AppState>,
+    metrics: web::Data<ReceiverMetrics>,
+) -> HttpResponse {
     match state.queue.backlog_len().await {
-        Ok(backlog) => state.metrics.set_backlog(backlog),
+        Ok(backlog) => metrics.set_backlog(backlog),
         Err(error) => tracing::debug!(%error, "backlog not read for /metrics"),
     }
     HttpResponse::Ok()
         .content_type(mailtrail_telemetry::METRICS_CONTENT_TYPE)
-        .body(state.metrics.render())
+        .body(metrics.render())
 }
 
 /// `GET /readyz`: Redis answers, so webhooks can be queued.

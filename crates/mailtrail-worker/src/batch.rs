@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mailtrail_core::{EventRow, Verdict, triage};
-use mailtrail_queue::{ClaimedBatch, Settlement, WorkerQueue};
+use mailtrail_queue::{ClaimedBatch, DeadEnvelope, Settlement, SkippedCount, WorkerQueue};
 use mailtrail_store::{StoreConnection, StoreError, UpsertCounts, upsert_events};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -125,12 +125,15 @@ impl TriagedBatch {
         for (envelope, fate) in self.envelopes.into_iter().zip(self.fates) {
             match fate {
                 Fate::Done => settlement.done.push(envelope),
-                Fate::Dead(reason) => settlement.dead.push((envelope, reason)),
+                Fate::Dead(reason) => settlement.dead.push(DeadEnvelope { envelope, reason }),
             }
         }
         settlement.skipped = skipped
             .into_iter()
-            .map(|(reason, count)| (reason.to_owned(), count))
+            .map(|(reason, count)| SkippedCount {
+                reason: reason.to_owned(),
+                count,
+            })
             .collect();
         settlement
     }
@@ -299,9 +302,16 @@ mod tests {
         let settlement = batch.into_settlement();
         assert_eq!(settlement.done, [stored, skipped]);
         assert_eq!(settlement.dead.len(), 1);
-        assert_eq!(settlement.dead[0].0, garbage);
-        assert!(settlement.dead[0].1.contains("unreadable envelope"));
-        assert_eq!(settlement.skipped, [("missing_backer_id".to_owned(), 1)]);
+        assert_eq!(settlement.dead[0].envelope, garbage);
+        assert!(settlement.dead[0].reason.contains("unreadable envelope"));
+        assert_eq!(settlement.skipped.len(), 1);
+        assert_eq!(
+            (
+                settlement.skipped[0].reason.as_str(),
+                settlement.skipped[0].count
+            ),
+            ("missing_backer_id", 1)
+        );
         assert!(settlement.claimed.is_some());
     }
 
@@ -323,10 +333,9 @@ mod tests {
         batch.refuse_row(0, "Postgres refused the event: x".to_owned());
         let settlement = batch.into_settlement();
         assert!(settlement.done.is_empty());
-        assert_eq!(
-            settlement.dead,
-            [(page, "Postgres refused the event: x".to_owned())]
-        );
+        assert_eq!(settlement.dead.len(), 1);
+        assert_eq!(settlement.dead[0].envelope, page);
+        assert_eq!(settlement.dead[0].reason, "Postgres refused the event: x");
         assert!(settlement.skipped.is_empty());
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use mailtrail_queue::Queue;
+use mailtrail_queue::{Queue, SkippedCount};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -48,7 +48,7 @@ pub struct BatchReport<'a> {
     /// Envelopes written to Postgres.
     pub stored: u64,
     /// Skipped, by reason.
-    pub skipped: &'a [(String, u64)],
+    pub skipped: &'a [SkippedCount],
     /// Dead-lettered.
     pub dead: u64,
     /// Events new to `email_events`.
@@ -139,7 +139,7 @@ impl WorkerMetrics {
 
     /// Records a settled batch.
     pub fn batch_settled(&self, report: &BatchReport<'_>) {
-        let skipped: u64 = report.skipped.iter().map(|(_, count)| count).sum();
+        let skipped: u64 = report.skipped.iter().map(|skipped| skipped.count).sum();
         for (outcome, count) in [
             ("stored", report.stored),
             ("skipped", skipped),
@@ -151,12 +151,12 @@ impl WorkerMetrics {
                     .inc_by(count);
             }
         }
-        for (reason, count) in report.skipped {
+        for skipped in report.skipped {
             self.skipped
                 .get_or_create(&ReasonLabels {
-                    reason: reason.clone(),
+                    reason: skipped.reason.clone(),
                 })
-                .inc_by(*count);
+                .inc_by(skipped.count);
         }
         self.events_inserted.inc_by(report.events_inserted);
         self.rows_upserted.inc_by(report.rows_upserted);

@@ -200,7 +200,7 @@ impl Worker {
             envelopes,
             done: settlement.done.len() as u64,
             dead: settlement.dead.len() as u64,
-            skipped: settlement.skipped.iter().map(|(_, count)| count).sum(),
+            skipped: settlement.skipped.iter().map(|skipped| skipped.count).sum(),
             events_inserted: counts.events_inserted.max(0) as u64,
             rows_upserted: counts.rows_upserted.max(0) as u64,
         };
@@ -226,11 +226,11 @@ impl Worker {
         let queue = self.queue.queue();
         match queue.reap_dead_workers().await {
             Ok(reaped) => {
-                for (dead_worker, requeued) in reaped {
+                for reaped in reaped {
                     tracing::warn!(
-                        dead_worker,
-                        envelopes = requeued.moved,
-                        poisoned = requeued.poisoned,
+                        dead_worker = reaped.worker,
+                        envelopes = reaped.requeued.moved,
+                        poisoned = reaped.requeued.poisoned,
                         "reaped a dead worker's in-flight envelopes"
                     );
                 }
@@ -277,10 +277,10 @@ async fn settle(
         duration_ms = started.elapsed().as_millis() as u64,
         "batch settled"
     );
-    for (_, reason) in &settlement.dead {
-        tracing::warn!(reason, "dead-lettered an envelope");
+    for dead in &settlement.dead {
+        tracing::warn!(reason = dead.reason, "dead-lettered an envelope");
     }
-    let skipped: u64 = settlement.skipped.iter().map(|(_, count)| count).sum();
+    let skipped: u64 = settlement.skipped.iter().map(|skipped| skipped.count).sum();
     metrics.batch_settled(&BatchReport {
         stored: (settlement.done.len() as u64).saturating_sub(skipped),
         skipped: &settlement.skipped,

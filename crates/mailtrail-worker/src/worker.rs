@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailtrail_queue::WorkerQueue;
+use mailtrail_queue::{DurabilityError, WorkerQueue};
 
 use crate::WorkerError;
 use crate::backoff::with_redis_retry;
@@ -37,8 +37,7 @@ impl Worker {
             &config.queue_settings(),
             config.worker_id.clone(),
             config.claim_block,
-        )
-        .await?;
+        )?;
         let instance = format!(
             "{}-{}",
             std::process::id(),
@@ -48,7 +47,13 @@ impl Worker {
                 .unwrap_or(0)
         );
 
-        check_redis_durability(&queue, &config).await?;
+        // Warns (or refuses, when configured) if Redis may evict queued envelopes; the bound is
+        // that of its three `CONFIG GET`s.
+        queue
+            .queue()
+            .check_durability(config.require_noeviction, config.redis_timeout * 3)
+            .await
+            .map_err(|DurabilityError::Evicting { policy }| WorkerError::EvictingRedis(policy))?;
         let metrics = Arc::new(WorkerMetrics::new());
         if let Some(bind) = &config.metrics_bind {
             // Metrics are not worth stopping the data path for: without them, warn and go on.
@@ -116,23 +121,6 @@ impl Worker {
     pub fn metrics(&self) -> &WorkerMetrics {
         &self.metrics
     }
-}
-
-/// Warns (or refuses, when configured) if Redis may evict queued envelopes.
-async fn check_redis_durability(
-    queue: &WorkerQueue,
-    config: &WorkerConfig,
-) -> Result<(), WorkerError> {
-    let durability = match queue.queue().durability().await {
-        Ok(durability) => durability,
-        Err(error) => {
-            tracing::warn!(%error, "could not read Redis settings; durability not checked");
-            return Ok(());
-        }
-    };
-    durability
-        .check(config.require_noeviction)
-        .map_err(WorkerError::EvictingRedis)
 }
 
 /// Takes this worker id's lease. If a previous run with the same id died, its lease runs out

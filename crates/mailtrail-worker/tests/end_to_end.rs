@@ -371,7 +371,6 @@ async fn envelopes_written_by_version_1_are_still_processed() {
         prefix: redis.prefix().to_owned(),
         response_timeout: std::time::Duration::from_secs(2),
     })
-    .await
     .unwrap();
     let fixture = include_str!("fixtures/v1-envelopes.jsonl");
     for line in fixture.lines() {

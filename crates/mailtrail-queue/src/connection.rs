@@ -1,0 +1,221 @@
+//! The queue handle and its connection: how it is made, and whether Redis keeps what it holds.
+//!
+//! [`Queue::connect`] is the only way to get a [`Queue`]. It never waits for Redis: the
+//! connection is made on first use, by the async runtime that uses it first, which then drives
+//! it. So a service that starts while Redis is down comes up anyway (and answers 503, or waits)
+//! instead of crash-looping, and the receiver can open one queue per HTTP worker thread inside
+//! actix's synchronous app factory, each driven by the thread that uses it.
+//!
+//! The connection reconnects by itself and fails a command within `response_timeout`, so a
+//! webhook waiting on Redis gets its 503 within a known bound. It is never handed out: every
+//! Redis command mailtrail sends is a method of the queue (in the module of its role), so the
+//! keys a command touches are always the ones [`QueueKeys`] documents.
+//!
+//! [`Queue::check_durability`] is the one start-up check, shared by the receiver and the worker,
+//! that Redis will not silently drop queued envelopes (eviction, no append-only file).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::error::{DurabilityError, QueueError};
+use crate::keys::QueueKeys;
+
+/// Connection settings for the queue.
+#[derive(Clone, Debug)]
+pub struct QueueSettings {
+    /// `redis://` URL.
+    pub url: String,
+    /// Key prefix.
+    pub prefix: String,
+    /// How long one command may take before it fails (bounds a webhook's wait for Redis).
+    pub response_timeout: Duration,
+}
+
+/// The Redis queue. Cheap to clone: clones share one multiplexed, self-reconnecting connection.
+#[derive(Clone)]
+pub struct Queue {
+    connection: ConnectionManager,
+    keys: QueueKeys,
+    /// Where the reaper's pruning of stale recovery counters goes on (an `HSCAN` cursor); kept
+    /// here rather than in Redis because losing it only means the next pass starts over.
+    pub(crate) prune_cursor: Arc<AtomicU64>,
+}
+
+impl Queue {
+    /// A queue over a connection that is made on first use and reconnects by itself after a
+    /// Redis restart. Fails only when the URL is unusable.
+    pub fn connect(settings: &QueueSettings) -> Result<Self, QueueError> {
+        Ok(Self {
+            connection: connect_manager(&settings.url, settings.response_timeout)?,
+            keys: QueueKeys::new(settings.prefix.clone()),
+            prune_cursor: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The key names in use.
+    pub fn keys(&self) -> &QueueKeys {
+        &self.keys
+    }
+
+    /// A handle on the shared connection, for this crate's commands.
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// Answers whether Redis responds.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Reads Redis' durability settings. Managed Redis services often disable `CONFIG`; then
+    /// every field is `None` and the caller cannot check.
+    pub async fn durability(&self) -> Result<RedisDurability, QueueError> {
+        let mut connection = self.connection();
+        let mut setting = async |name: &str| -> Result<Option<String>, QueueError> {
+            let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut connection)
+                .await;
+            match reply {
+                Ok(pair) => Ok(pair.into_iter().nth(1)),
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+                {
+                    Ok(None)
+                }
+                Err(error) => Err(error.into()),
+            }
+        };
+        Ok(RedisDurability {
+            maxmemory_policy: setting("maxmemory-policy").await?,
+            appendonly: setting("appendonly").await?,
+            appendfsync: setting("appendfsync").await?,
+        })
+    }
+
+    /// Warns about Redis settings that can lose queued events; with `require_noeviction`, refuses
+    /// an evicting `maxmemory-policy` instead. Redis not answering within `timeout` (or at all)
+    /// is not an error: services start while Redis is down, so the check is then skipped with a
+    /// warning.
+    pub async fn check_durability(
+        &self,
+        require_noeviction: bool,
+        timeout: Duration,
+    ) -> Result<(), DurabilityError> {
+        let durability = match tokio::time::timeout(timeout, self.durability()).await {
+            Ok(Ok(durability)) => durability,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not read Redis settings; durability not checked");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout_ms = timeout.as_millis() as u64,
+                    "Redis did not answer in time; durability not checked"
+                );
+                return Ok(());
+            }
+        };
+        durability.check(require_noeviction)
+    }
+}
+
+/// Redis' durability settings, as far as `CONFIG GET` tells.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisDurability {
+    /// `maxmemory-policy`: anything but `noeviction` may silently drop queued envelopes.
+    pub maxmemory_policy: Option<String>,
+    /// `appendonly`: `no` loses everything since the last snapshot on a Redis restart.
+    pub appendonly: Option<String>,
+    /// `appendfsync`: `always` loses nothing acknowledged; `everysec` up to a second.
+    pub appendfsync: Option<String>,
+}
+
+impl RedisDurability {
+    /// True when Redis may evict keys, and so drop queued envelopes, under memory pressure.
+    pub fn may_evict(&self) -> bool {
+        self.maxmemory_policy
+            .as_deref()
+            .is_some_and(|policy| policy != "noeviction")
+    }
+
+    /// Warns about settings that can lose queued events. With `require_noeviction`, an evicting
+    /// policy is refused instead.
+    pub fn check(&self, require_noeviction: bool) -> Result<(), DurabilityError> {
+        if self.may_evict() {
+            let policy = self.maxmemory_policy.clone().unwrap_or_default();
+            if require_noeviction {
+                return Err(DurabilityError::Evicting { policy });
+            }
+            tracing::warn!(
+                policy,
+                "Redis maxmemory-policy is not noeviction: queued events may be evicted under memory pressure"
+            );
+        }
+        if self.appendonly.as_deref() == Some("no") {
+            tracing::warn!("Redis runs without AOF: queued events are lost if Redis restarts");
+        }
+        Ok(())
+    }
+}
+
+/// A lazy, self-reconnecting connection whose commands fail after `response_timeout`.
+pub(crate) fn connect_manager(
+    url: &str,
+    response_timeout: Duration,
+) -> Result<ConnectionManager, QueueError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(response_timeout))
+        .set_connection_timeout(Some(response_timeout))
+        // Few, quick reconnection attempts per failure: a request waiting on Redis must fail
+        // within its bound so the receiver can answer 503; the next request tries again.
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200));
+    // Lazy: a service that starts while Redis is down comes up anyway and answers 503 (or
+    // waits) until Redis is back, instead of crash-looping.
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_evicting_policy_can_be_refused() {
+        let evicting = RedisDurability {
+            maxmemory_policy: Some("allkeys-lru".into()),
+            ..RedisDurability::default()
+        };
+        assert_eq!(
+            evicting.check(true),
+            Err(DurabilityError::Evicting {
+                policy: "allkeys-lru".into()
+            })
+        );
+        assert_eq!(evicting.check(false), Ok(()));
+        let safe = RedisDurability {
+            maxmemory_policy: Some("noeviction".into()),
+            appendonly: Some("no".into()),
+            appendfsync: None,
+        };
+        assert_eq!(
+            safe.check(true),
+            Ok(()),
+            "no AOF is warned about, not refused"
+        );
+        assert_eq!(
+            RedisDurability::default().check(true),
+            Ok(()),
+            "unreadable settings cannot be refused"
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! The consumer's side: a worker claims batches and settles them after Postgres commits.
+//!
+//! Invariants this module keeps:
+//! - **claim moves, never copies**: [`WorkerQueue::claim_batch`] moves envelopes from the
+//!   backlog's right end into the worker's own processing list (`LMOVE`/`BLMOVE`), so an
+//!   envelope is never only in a worker's memory;
+//! - **settle is one step and comes last**: [`WorkerQueue::settle`] dead-letters, removes the
+//!   batch from the processing list and counts skips in one Lua script, and the worker calls it
+//!   only after the batch's Postgres transaction committed. A crash before it leaves the batch in
+//!   the processing list, to be requeued (see `lease.rs`) and written again, which
+//!   the idempotent write makes harmless;
+//! - **a batch is the oldest part of its processing list**: claims only add at the head, so a
+//!   batch settled whole is found by position at the tail (one `LTRIM`), and otherwise removed
+//!   envelope by envelope from the tail, where it is.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use crate::connection::connect_manager;
+use crate::dead_letters::DeadLetter;
+use crate::error::QueueError;
+use crate::{Queue, QueueSettings, now_ms, scripts};
+
+/// The worker's side of the queue: claiming needs a blocking command, which gets a connection of
+/// its own so it never delays the short commands, and a response timeout longer than its block.
+#[derive(Clone)]
+pub struct WorkerQueue {
+    queue: Queue,
+    blocking: ConnectionManager,
+    worker: String,
+}
+
+/// The outcome of processing one claimed batch.
+#[derive(Debug, Default)]
+pub struct Settlement {
+    /// Envelopes fully handled (written or skipped), to acknowledge.
+    pub done: Vec<String>,
+    /// Envelopes that can never succeed, with their reasons.
+    pub dead: Vec<DeadEnvelope>,
+    /// Skipped events by reason.
+    pub skipped: Vec<SkippedCount>,
+    /// The claimed batch this settles, when it settles all of it: lets the queue remove the
+    /// batch by position instead of envelope by envelope.
+    pub claimed: Option<ClaimedBatch>,
+}
+
+/// An envelope to dead-letter, and why it can never succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadEnvelope {
+    /// The envelope exactly as claimed.
+    pub envelope: String,
+    /// Why it can never be processed (stored with the dead letter, read by operators).
+    pub reason: String,
+}
+
+/// How many events were skipped for one reason (no custom variables to file them under).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedCount {
+    /// Why (`missing_backer_id`, ...).
+    pub reason: String,
+    /// How many events.
+    pub count: u64,
+}
+
+/// How [`WorkerQueue::settle`] found the envelopes it removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettledBy {
+    /// The whole batch, by its position at the tail of the processing list (one `LTRIM`).
+    Position,
+    /// Envelope by envelope (`LREM`), wherever each was.
+    Value,
+}
+
+/// A batch as claimed: its size and its two ends, enough to find it again in the processing
+/// list without sending every envelope back to Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedBatch {
+    len: usize,
+    oldest: String,
+    newest: String,
+}
+
+impl ClaimedBatch {
+    /// Describes `batch` as returned by a claim (oldest first); `None` when it is empty.
+    pub fn of(batch: &[String]) -> Option<Self> {
+        Some(Self {
+            len: batch.len(),
+            oldest: batch.first()?.clone(),
+            newest: batch.last()?.clone(),
+        })
+    }
+}
+
+impl WorkerQueue {
+    /// The worker's connections (made on first use, like [`Queue::connect`]'s). `block` is the
+    /// longest a claim waits for work.
+    pub fn connect(
+        settings: &QueueSettings,
+        worker: impl Into<String>,
+        block: Duration,
+    ) -> Result<Self, QueueError> {
+        let queue = Queue::connect(settings)?;
+        let blocking = connect_manager(
+            &settings.url,
+            block + settings.response_timeout + Duration::from_secs(1),
+        )?;
+        Ok(Self {
+            queue,
+            blocking,
+            worker: worker.into(),
+        })
+    }
+
+    /// The shared queue operations.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// This worker's id.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// Claims up to `max` envelopes into this worker's processing list, waiting up to `block` for
+    /// the first one. Returns them oldest first; empty when the wait ran out.
+    pub async fn claim_batch(
+        &self,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<String>, QueueError> {
+        let keys = self.queue.keys();
+        let processing = keys.processing(&self.worker);
+        let mut connection = self.queue.connection();
+        let mut items: Vec<String> = scripts::CLAIM
+            .key(keys.events())
+            .key(&processing)
+            .arg(max)
+            .invoke_async(&mut connection)
+            .await?;
+        if !items.is_empty() || max == 0 {
+            return Ok(items);
+        }
+        let mut blocking = self.blocking.clone();
+        let first: Option<String> = blocking
+            .blmove(
+                keys.events(),
+                &processing,
+                redis::Direction::Right,
+                redis::Direction::Left,
+                block.as_secs_f64(),
+            )
+            .await?;
+        let Some(first) = first else {
+            return Ok(items);
+        };
+        items.push(first);
+        if max > 1 {
+            let more: Vec<String> = scripts::CLAIM
+                .key(keys.events())
+                .key(&processing)
+                .arg(max - 1)
+                .invoke_async(&mut connection)
+                .await?;
+            items.extend(more);
+        }
+        Ok(items)
+    }
+
+    /// Claims up to `max` envelopes that are already waiting, without blocking: empty when the
+    /// backlog is. Lets the worker fetch its next batch while the current one is being written.
+    pub async fn claim_waiting(&self, max: usize) -> Result<Vec<String>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = self.queue.keys();
+        Ok(scripts::CLAIM
+            .key(keys.events())
+            .key(keys.processing(&self.worker))
+            .arg(max)
+            .invoke_async(&mut self.queue.connection())
+            .await?)
+    }
+
+    /// Dead-letters, acknowledges and counts a processed batch in one atomic step. Call only after
+    /// the batch's Postgres transaction committed.
+    pub async fn settle(&self, settlement: &Settlement) -> Result<SettledBy, QueueError> {
+        let dead_entries = self.dead_entries(settlement)?;
+        let settled_whole = settlement
+            .claimed
+            .as_ref()
+            .filter(|claimed| claimed.len == settlement.done.len() + settlement.dead.len());
+        if let Some(claimed) = settled_whole {
+            let keys = self.queue.keys();
+            let mut invocation = scripts::SETTLE_CLAIMED.key(keys.processing(&self.worker));
+            invocation
+                .key(keys.dead())
+                .key(keys.skipped())
+                .arg(claimed.len)
+                .arg(&claimed.oldest)
+                .arg(&claimed.newest)
+                .arg(dead_entries.len());
+            append_dead_and_skipped(&mut invocation, &dead_entries, &settlement.skipped);
+            let settled: i64 = invocation
+                .invoke_async(&mut self.queue.connection())
+                .await?;
+            if settled >= 0 {
+                return Ok(SettledBy::Position);
+            }
+            tracing::debug!(
+                worker = self.worker,
+                "the batch is not at the tail of the processing list; settling it by value"
+            );
+        }
+        self.settle_by_value(settlement, &dead_entries).await?;
+        Ok(SettledBy::Value)
+    }
+
+    /// Removes each settled envelope by value (`LREM`), wherever it is in the processing list.
+    async fn settle_by_value(
+        &self,
+        settlement: &Settlement,
+        dead_entries: &[String],
+    ) -> Result<(), QueueError> {
+        let keys = self.queue.keys();
+        let removed: Vec<&String> = settlement
+            .done
+            .iter()
+            .chain(settlement.dead.iter().map(|dead| &dead.envelope))
+            .collect();
+        let mut invocation = scripts::SETTLE.key(keys.processing(&self.worker));
+        invocation
+            .key(keys.dead())
+            .key(keys.skipped())
+            .arg(removed.len())
+            .arg(dead_entries.len());
+        // In claim order, oldest first: a batch is the oldest part of the processing list, at
+        // its tail, and the script removes from the tail, so each LREM finds its envelope at
+        // once even while the next batch (claimed during this one's write) sits at the head.
+        for envelope in &removed {
+            invocation.arg(*envelope);
+        }
+        append_dead_and_skipped(&mut invocation, dead_entries, &settlement.skipped);
+        let _: i64 = invocation
+            .invoke_async(&mut self.queue.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// The settlement's dead letters, as stored in the dead list.
+    fn dead_entries(&self, settlement: &Settlement) -> Result<Vec<String>, QueueError> {
+        let dead_at_ms = now_ms();
+        Ok(settlement
+            .dead
+            .iter()
+            .map(|dead| {
+                serde_json::to_string(&DeadLetter {
+                    reason: dead.reason.clone(),
+                    dead_at_ms,
+                    worker: self.worker.clone(),
+                    envelope: dead.envelope.clone(),
+                })
+            })
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+/// The tail both settle scripts share: the dead entries, then (reason, count) pairs.
+fn append_dead_and_skipped(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    dead_entries: &[String],
+    skipped: &[SkippedCount],
+) {
+    for entry in dead_entries {
+        invocation.arg(entry);
+    }
+    for skipped in skipped {
+        invocation.arg(&skipped.reason).arg(skipped.count);
+    }
+}
