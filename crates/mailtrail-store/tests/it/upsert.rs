@@ -1,8 +1,6 @@
 //! The batched upsert against a real Postgres: idempotence, order independence (checked against
 //! mailtrail-core's reference fold), and the statistics queries.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
