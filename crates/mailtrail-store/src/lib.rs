@@ -1,6 +1,7 @@
 //! mailtrail-store: everything mailtrail keeps in Postgres, through diesel-async (no libpq).
 //!
-//! - [`connect`] opens a connection with a statement timeout.
+//! - [`connect`] opens a connection with a statement timeout; [`connect_pool`] opens a pool of
+//!   such connections, for the read API.
 //! - [`migrate`] runs the embedded migrations under a Postgres advisory lock, so several workers
 //!   starting at once do not race.
 //! - [`upsert_events`] writes a whole batch in one statement: new events go into the append-only
@@ -11,6 +12,7 @@
 mod connection;
 mod error;
 mod migrate;
+pub mod pool;
 pub mod schema;
 pub mod stats;
 mod timeline;
@@ -19,6 +21,7 @@ mod upsert;
 pub use connection::{StoreConnection, connect};
 pub use error::StoreError;
 pub use migrate::{MIGRATIONS, migrate};
+pub use pool::{PooledConnection, StorePool, connect_pool};
 pub use stats::{StatsRow, StatsScope, status_counts};
 pub use timeline::{TimelineEvent, TimelineFilter, timeline};
 pub use upsert::{EventRow, UpsertCounts, upsert_events};

@@ -1,5 +1,7 @@
-//! mailtrail-store against a real Postgres, one fresh database per test.
+//! mailtrail-store against a real Postgres, one fresh database per test: the batched upsert and
+//! the connection pool.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
+mod pool;
 mod upsert;
