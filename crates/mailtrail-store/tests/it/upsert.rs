@@ -13,14 +13,24 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 
-fn event(kind: EventKind, message: &str, recipient: &str, at_seconds: i64) -> MailgunEvent {
+pub(crate) fn event(
+    kind: EventKind,
+    message: &str,
+    recipient: &str,
+    at_seconds: i64,
+) -> MailgunEvent {
     let mut event = MailgunEvent::new(kind, at_seconds * 1_000_000);
     event.message_id = MessageId::parse(message);
     event.recipient = Some(recipient.to_owned());
     event
 }
 
-fn row(event: &MailgunEvent, backer_id: i64, project_id: i64, subject: Option<&str>) -> EventRow {
+pub(crate) fn row(
+    event: &MailgunEvent,
+    backer_id: i64,
+    project_id: i64,
+    subject: Option<&str>,
+) -> EventRow {
     let message_id = event.message_id.clone().unwrap();
     let recipient = event.recipient.clone().unwrap();
     EventRow::new(
