@@ -7,7 +7,7 @@
 //! | `events --message-id ID \| --recipient ADDR [--limit N] [--json]` | [`timeline`] | Postgres |
 //! | `queue status [--json]` | [`queue_status`] | Redis |
 //! | `dead list \| show \| replay \| purge` | [`dead`] | Redis |
-//! | `send-sample [--url URL] [--backers N] [--projects N]` | [`sample`] | a receiver |
+//! | `send-sample [--url URL] [--backers N] [--projects N]` | [`sample`] (posting with [`http_post`]) | a receiver |
 //! | `load [--connections N] [--duration D] [--rate R] \| --fill N \| --sql-baseline N` | [`load`] | a receiver, Redis or Postgres |
 //!
 //! `main.rs` only parses the arguments, reads [`CliConfig`] and calls [`run`]; every command
@@ -17,6 +17,7 @@
 pub mod clock;
 pub mod config;
 pub mod dead;
+pub mod http_post;
 pub mod load;
 pub mod migrate;
 pub mod queue_status;
