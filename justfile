@@ -33,6 +33,10 @@ lint:
 bench:
     scripts/bench.sh
 
+# The load generator alone, with any of its flags (`just load --help`; release build).
+load *args:
+    cargo run --quiet --release --bin mailtrail-bench -- {{args}}
+
 # Check the systemd units with systemd-analyze verify (when installed).
 verify-units:
     cargo build --bins --quiet

@@ -6,7 +6,7 @@
 # 1. baselines: redis-benchmark LPUSH of a ~2 KB value (same Redis, -P 1, same concurrency as the
 #    load generator), and the store's exact upsert statement issued directly (same events, same
 #    batch size) on the same Postgres;
-# 2. receiver: `mailtrail load` at full speed (N connections, fixed time), in rounds that take
+# 2. receiver: `mailtrail-bench` at full speed (N connections, fixed time), in rounds that take
 #    turns with redis-benchmark so each ratio compares figures taken moments apart; and at a
 #    fixed rate, next to a bare LPUSH of the same envelopes at the same rate (the latency floor);
 # 3. worker: a pre-filled backlog drained by the real release worker;
@@ -90,11 +90,14 @@ free_port() {
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 now_ms() { date +%s%3N; }
-mailtrail() {
+# The operator CLI and the load generator, both configured for this run's Redis and database.
+run_with_env() {
   env DATABASE_URL="$DATABASE_URL" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
     MAILTRAIL_REDIS_PREFIX="$PREFIX" MAILTRAIL_SIGNING_KEYS="$SIGNING_KEY" \
-    MAILTRAIL_RECEIVER_URL="http://127.0.0.1:$RECEIVER_PORT" target/release/mailtrail "$@"
+    MAILTRAIL_RECEIVER_URL="http://127.0.0.1:$RECEIVER_PORT" "$@"
 }
+mailtrail() { run_with_env target/release/mailtrail "$@"; }
+mailtrail_bench() { run_with_env target/release/mailtrail-bench "$@"; }
 
 log "machine"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -103,7 +106,7 @@ CORES=$(nproc)
 echo "cores: $CORES, cpu: $CPU_MODEL, load average before: $LOAD_BEFORE"
 
 log "building (cargo build --release)"
-cargo build --release --quiet -p mailtrail-receiver -p mailtrail-worker -p mailtrail-cli
+cargo build --release --quiet -p mailtrail-receiver -p mailtrail-worker -p mailtrail-cli -p mailtrail-bench
 RUSTC_VERSION=$(rustc --version)
 REDIS_VERSION=$(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/')
 PG_VERSION=$(psql "$ADMIN_URL" -qAtc 'SHOW server_version')
@@ -163,9 +166,9 @@ start_receiver() {
   return 1
 }
 full_speed() {
-  mailtrail load --connections "$CONNECTIONS" --duration 2s --json >/dev/null  # warm-up
+  mailtrail_bench --connections "$CONNECTIONS" --duration 2s --json >/dev/null  # warm-up
   compact_redis
-  mailtrail load --connections "$CONNECTIONS" --duration "${SECONDS_RUN}s" --json | tee "$1"
+  mailtrail_bench --connections "$CONNECTIONS" --duration "${SECONDS_RUN}s" --json | tee "$1"
   rcli del "${PREFIX}events" >/dev/null
 }
 
@@ -193,11 +196,11 @@ done
 quiet_disk() { compact_redis; sync; sleep 1; }
 log "latency at $RATE req/s offered for ${SECONDS_RUN}s: bare LPUSH of the same envelopes, then the receiver (info)"
 quiet_disk
-mailtrail load --lpush-baseline --connections "$CONNECTIONS" --rate "$RATE" \
+mailtrail_bench --lpush-baseline --connections "$CONNECTIONS" --rate "$RATE" \
   --duration "${SECONDS_RUN}s" --json | tee "$WORK/lpush-rate.json"
 start_receiver info
 quiet_disk
-mailtrail load --connections "$CONNECTIONS" --rate "$RATE" --duration "${SECONDS_RUN}s" --json \
+mailtrail_bench --connections "$CONNECTIONS" --rate "$RATE" --duration "${SECONDS_RUN}s" --json \
   | tee "$WORK/receiver-rate.json"
 rcli del "${PREFIX}events" >/dev/null
 
@@ -207,13 +210,13 @@ rcli del "${PREFIX}events" >/dev/null
 log "baseline: the store's upsert statement alone, $FILL events in batches of $BATCH"
 truncate_tables
 psql "$DATABASE_URL" -qAtc 'CHECKPOINT' >/dev/null
-mailtrail load --sql-baseline "$FILL" --batch-size "$BATCH" --json | tee "$WORK/sql.json"
+mailtrail_bench --sql-baseline "$FILL" --batch-size "$BATCH" --json | tee "$WORK/sql.json"
 SQL_RATE=$(jq -r .per_s "$WORK/sql.json")
 
 log "worker: drain $FILL pre-filled envelopes, batch size $BATCH"
 truncate_tables
 psql "$DATABASE_URL" -qAtc 'CHECKPOINT' >/dev/null
-mailtrail load --fill "$FILL" --json | tee "$WORK/fill.json"
+mailtrail_bench --fill "$FILL" --json | tee "$WORK/fill.json"
 [ "$(rcli llen "${PREFIX}events")" = "$FILL" ] || { echo "fill did not push $FILL envelopes" >&2; exit 1; }
 # Compact the append-only file now, with the backlog in it, so the drain is not timed while
 # Redis rewrites the 400 MB the fill just appended.
@@ -256,7 +259,7 @@ end_to_end() {
   ( while true; do echo "$(now_ms) $(rcli llen "${PREFIX}events")"; sleep 0.5; done ) \
     > "$WORK/backlog-$rate.txt" &
   SAMPLER_PID=$!
-  mailtrail load --connections "$CONNECTIONS" --rate "$rate" --duration "${E2E_SECONDS}s" \
+  mailtrail_bench --connections "$CONNECTIONS" --rate "$rate" --duration "${E2E_SECONDS}s" \
     --sent-log "$WORK/sent-$rate.csv" --json | tee "$WORK/e2e-$rate.json"
   backlog_end=$(rcli llen "${PREFIX}events")
   stop_pid "$SAMPLER_PID"; SAMPLER_PID=""
@@ -335,7 +338,7 @@ SUMMARY="$OUT_DIR/summary.md"
   for round in $(seq 1 "$ROUNDS"); do round_row "$round" info; done
   echo "| **receiver full speed, RUST_LOG=info (the default), median of $ROUNDS rounds** | | | **$(awk -v r="$(median "$WORK/ratios-info.txt")" 'BEGIN {printf "%.0f%%", 100 * r}')** | >= 60% |"
   round_row warn warn
-  echo "| bare LPUSH of the envelopes at $RATE/s offered (mailtrail load --lpush-baseline) | $(latency "$WORK/lpush-rate.json") ($(errors "$WORK/lpush-rate.json")) | | | |"
+  echo "| bare LPUSH of the envelopes at $RATE/s offered (mailtrail-bench --lpush-baseline) | $(latency "$WORK/lpush-rate.json") ($(errors "$WORK/lpush-rate.json")) | | | |"
   echo "| receiver at $RATE req/s offered | $(latency "$WORK/receiver-rate.json") ($(errors "$WORK/receiver-rate.json")) | bare LPUSH p99 $(j "$WORK/lpush-rate.json" .p99_ms) ms | | p99 < 2 ms |"
   echo "| store upsert alone, batches of $BATCH | $(printf '%.0f' "$SQL_RATE") rows/s | | | |"
   echo "| worker drain of $FILL envelopes | $WORKER_RATE events/s | upsert alone | $(ratio "$WORKER_RATE" "$SQL_RATE") | >= 70% |"

@@ -7,17 +7,20 @@
 //! | `events --message-id ID \| --recipient ADDR [--limit N] [--json]` | [`timeline`] | Postgres |
 //! | `queue status [--json]` | [`queue_status`] | Redis |
 //! | `dead list \| show \| replay \| purge` | [`dead`] | Redis |
-//! | `send-sample [--url URL] [--backers N] [--projects N]` | [`sample`] | a receiver |
-//! | `load [--connections N] [--duration D] [--rate R] \| --fill N \| --sql-baseline N` | [`load`] | a receiver, Redis or Postgres |
+//! | `send-sample [--url URL] [--backers N] [--projects N]` | [`sample`] (posting with [`http_post`]) | a receiver |
 //!
 //! `main.rs` only parses the arguments, reads [`CliConfig`] and calls [`run`]; every command
 //! writes to the `out` it is given, so the binary stays thin and the rendering is testable.
 //! Errors are `anyhow` with context: this crate is the edge where they meet a person.
+//!
+//! The figures of `stats` come from `mailtrail_store::report`, shared with the read API; this
+//! crate only presents them. The load generator is a binary of its own (`mailtrail-bench`), so
+//! the operator's tool links no HTTP stack and not the worker.
 
 pub mod clock;
 pub mod config;
 pub mod dead;
-pub mod load;
+pub mod http_post;
 pub mod migrate;
 pub mod queue_status;
 pub mod sample;
@@ -66,9 +69,6 @@ pub enum Command {
     },
     /// The event history of a message or a recipient.
     Events(timeline::EventsArgs),
-    /// Benchmark load: post signed webhooks at full speed or a fixed rate, fill the backlog, or
-    /// time the store's upsert alone.
-    Load(load::LoadArgs),
 }
 
 /// `mailtrail queue ...`.
@@ -90,7 +90,6 @@ pub async fn run(
         Command::Stats(args) => stats::run(config, args, out).await?,
         Command::SendSample(args) => sample::run(config, args, out).await?,
         Command::Events(args) => timeline::run(config, args, out).await?,
-        Command::Load(args) => load::run(config, args, out).await?,
         Command::Queue {
             command: QueueCommand::Status(args),
         } => queue_status::run(&connect_queue(config).await?, args, out).await?,
@@ -180,17 +179,7 @@ mod tests {
             "1"
         ]));
         assert!(!parses(&["send-sample", "--backers", "0"]));
-        assert!(parses(&["load", "--connections", "8", "--duration", "5s"]));
-        assert!(parses(&["load", "--rate", "2000", "--sent-log", "x.csv"]));
-        assert!(parses(&["load", "--fill", "1000"]));
-        assert!(parses(&[
-            "load",
-            "--sql-baseline",
-            "1000",
-            "--batch-size",
-            "200"
-        ]));
-        assert!(!parses(&["load", "--fill", "10", "--rate", "5"]));
-        assert!(!parses(&["load", "--connections", "0"]));
+        // The load generator is `mailtrail-bench` now.
+        assert!(!parses(&["load", "--fill", "1000"]));
     }
 }

@@ -18,6 +18,7 @@ use mailtrail_core::SigningKey;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_seed};
 
 use crate::CliConfig;
+use crate::http_post::{HttpUrl, post};
 use crate::table::{clean, truncate};
 
 /// How long one POST may take.
@@ -174,10 +175,7 @@ pub async fn run(config: &CliConfig, args: &SampleArgs, out: &mut dyn Write) -> 
         .context("the system clock is before 1970")?;
     let run_id = format!("{:x}{:x}", now.as_secs(), std::process::id());
     let events = plan(&run_id, args.backers, args.projects, now.as_secs_f64());
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("cannot set up the HTTP client")?;
+    let url = HttpUrl::parse(&endpoint)?;
 
     writeln!(
         out,
@@ -195,22 +193,17 @@ pub async fn run(config: &CliConfig, args: &SampleArgs, out: &mut dyn Write) -> 
             .map(|elapsed| elapsed.as_secs() as i64)
             .unwrap_or(0);
         let body = signed_json(&key, signed_at, &fresh_token(), event.sample().event_data());
-        let response = client
-            .post(&endpoint)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        let answer = post(&url, "application/json", &body, REQUEST_TIMEOUT)
             .await
             .with_context(|| format!("cannot reach the receiver at {endpoint}"))?;
-        let status = response.status();
-        if status.as_u16() == 200 {
+        if answer.status == 200 {
             ok += 1;
             continue;
         }
-        let text = response.text().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&answer.body);
         failures.push(format!(
             "{} for {:?} of {}: {}",
-            status.as_u16(),
+            answer.status,
             event.kind,
             event.message_id,
             truncate(&clean(text.trim()), 200)

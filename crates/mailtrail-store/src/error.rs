@@ -12,6 +12,12 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migrations failed: {0}")]
     Migration(String),
+    /// No connection could be taken from the pool (Postgres unreachable or refusing).
+    #[error("cannot get a Postgres connection from the pool: {0}")]
+    Pool(#[from] diesel_async::pooled_connection::deadpool::PoolError),
+    /// The pool could not be set up.
+    #[error("cannot set up the Postgres pool: {0}")]
+    PoolSetup(#[from] diesel_async::pooled_connection::deadpool::BuildError),
 }
 
 impl StoreError {
@@ -24,7 +30,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            Self::Connection(_) | Self::Migration(_) => true,
+            Self::Connection(_) | Self::Migration(_) | Self::Pool(_) | Self::PoolSetup(_) => true,
             Self::Query(Error::DatabaseError(kind, info)) => match kind {
                 DatabaseErrorKind::UniqueViolation
                 | DatabaseErrorKind::ForeignKeyViolation

@@ -1,16 +1,20 @@
 //! mailtrail-store: everything mailtrail keeps in Postgres, through diesel-async (no libpq).
 //!
-//! - [`connect`] opens a connection with a statement timeout.
+//! - [`connect`] opens a connection with a statement timeout; [`connect_pool`] opens a pool of
+//!   such connections, for the read API.
 //! - [`migrate`] runs the embedded migrations under a Postgres advisory lock, so several workers
 //!   starting at once do not race.
 //! - [`upsert_events`] writes a whole batch in one statement: new events go into the append-only
 //!   `email_events` table (deduplicated on their key) and only those update `sent_emails`, with
 //!   the precedence rule of `mailtrail_core::status` expressed in SQL.
-//! - [`stats`] answers the deliverability questions.
+//! - [`stats`] answers the deliverability questions, one row per (subject, status), and
+//!   [`report`] folds them into the groups and rates that the CLI and the read API present.
 
 mod connection;
 mod error;
 mod migrate;
+pub mod pool;
+pub mod report;
 pub mod schema;
 pub mod stats;
 mod timeline;
@@ -19,6 +23,8 @@ mod upsert;
 pub use connection::{StoreConnection, connect};
 pub use error::StoreError;
 pub use migrate::{MIGRATIONS, migrate};
+pub use pool::{PooledConnection, StorePool, connect_pool};
+pub use report::{StatsReport, stats_report};
 pub use stats::{StatsRow, StatsScope, status_counts};
 pub use timeline::{TimelineEvent, TimelineFilter, timeline};
 pub use upsert::{UpsertCounts, upsert_events};

@@ -1,14 +1,17 @@
-//! `mailtrail load` against the real receiver (in this process, on port 0), Redis and Postgres:
-//! what it reports is what happened. Nothing here asserts a speed; benchmarks are not tests.
+//! The load generator against the real receiver (in this process, on port 0), Redis and
+//! Postgres: what it reports is what happened. Nothing here asserts a speed; benchmarks are not
+//! tests. Each run goes through the library's `run`, as the binary does, with a configuration of
+//! its own (nothing from the developer's shell leaks in); one test runs the binary itself.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-mod support;
-
 use std::collections::BTreeSet;
+use std::process::Command;
 
+use clap::Parser;
 use diesel::QueryDsl;
 use diesel_async::RunQueryDsl;
+use mailtrail_bench::{BenchArgs, BenchConfig};
 use mailtrail_core::Envelope;
 use mailtrail_core::mailgun::{WebhookFormat, read_signature};
 use mailtrail_core::{Verdict, triage};
@@ -16,7 +19,6 @@ use mailtrail_receiver::{Application, ReceiverConfig};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_testing::{TestDatabase, TestRedis};
 use serde_json::Value;
-use support::Mailtrail;
 
 const KEY: &str = "load-test-key";
 
@@ -38,8 +40,52 @@ async fn start_receiver(redis: &TestRedis) -> String {
     url
 }
 
-fn report(stdout: &str) -> Value {
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+/// One run of the load generator, configured by `env` alone.
+struct Bench {
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl Bench {
+    /// `mailtrail-bench ARGS...` with no configuration at all.
+    fn new(args: &[&str]) -> Self {
+        Self {
+            env: Vec::new(),
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        }
+    }
+
+    /// Points `REDIS_URL` and `MAILTRAIL_REDIS_PREFIX` at the test's Redis prefix.
+    fn redis(self, redis: &TestRedis) -> Self {
+        self.env("REDIS_URL", redis.url())
+            .env("MAILTRAIL_REDIS_PREFIX", redis.prefix())
+    }
+
+    /// Points `DATABASE_URL` at the test's database.
+    fn database(self, database: &TestDatabase) -> Self {
+        self.env("DATABASE_URL", database.url())
+    }
+
+    /// Sets any other variable.
+    fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Runs it and returns its JSON report.
+    async fn report(self) -> Value {
+        let config = BenchConfig::from_vars(envy::from_iter(self.env).unwrap());
+        let args = BenchArgs::try_parse_from(
+            std::iter::once("mailtrail-bench".to_owned()).chain(self.args),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        mailtrail_bench::run(&config, &args, &mut out)
+            .await
+            .unwrap();
+        let stdout = String::from_utf8(out).unwrap();
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+    }
 }
 
 /// The `event-data.id` of every queued webhook.
@@ -59,8 +105,7 @@ fn queued_event_ids(redis: &TestRedis) -> Vec<String> {
 async fn a_full_speed_run_counts_its_200s_and_the_backlog_grew_by_as_many() {
     let redis = TestRedis::new();
     let url = start_receiver(&redis).await;
-    let run = Mailtrail::new(&[
-        "load",
+    let report = Bench::new(&[
         "--url",
         &url,
         "--connections",
@@ -72,10 +117,8 @@ async fn a_full_speed_run_counts_its_200s_and_the_backlog_grew_by_as_many() {
         "--json",
     ])
     .env("MAILTRAIL_SIGNING_KEYS", KEY)
-    .run()
-    .await
-    .success();
-    let report = report(&run.stdout);
+    .report()
+    .await;
     let ok = report["ok"].as_u64().unwrap();
     assert!(ok > 0, "{report}");
     assert_eq!(report["answered"].as_u64().unwrap(), ok, "{report}");
@@ -95,8 +138,7 @@ async fn a_fixed_rate_run_sends_what_is_due_and_logs_every_accepted_webhook() {
     let url = start_receiver(&redis).await;
     let sent_log =
         std::env::temp_dir().join(format!("{}-sent.csv", redis.prefix().trim_end_matches(':')));
-    let run = Mailtrail::new(&[
-        "load",
+    let report = Bench::new(&[
         "--url",
         &url,
         "--connections",
@@ -110,10 +152,8 @@ async fn a_fixed_rate_run_sends_what_is_due_and_logs_every_accepted_webhook() {
         "--json",
     ])
     .env("MAILTRAIL_SIGNING_KEYS", KEY)
-    .run()
-    .await
-    .success();
-    let report = report(&run.stdout);
+    .report()
+    .await;
     // 200 per second for one second: requests due at 0, 5, ..., 995 ms.
     assert_eq!(report["ok"], 200, "{report}");
     assert_eq!(report["offered_rate"], 200, "{report}");
@@ -136,13 +176,12 @@ async fn a_fixed_rate_run_sends_what_is_due_and_logs_every_accepted_webhook() {
 async fn fill_pushes_exactly_n_envelopes_the_worker_would_store() {
     let redis = TestRedis::new();
     // More than two pipelined chunks, and not a multiple of the chunk size.
-    let run = Mailtrail::new(&["load", "--fill", "2345", "--json"])
+    let report = Bench::new(&["--fill", "2345", "--json"])
         .redis(&redis)
         .env("MAILTRAIL_SIGNING_KEYS", KEY)
-        .run()
-        .await
-        .success();
-    assert_eq!(report(&run.stdout)["count"], 2345);
+        .report()
+        .await;
+    assert_eq!(report["count"], 2345);
     let envelopes = redis.list("events");
     assert_eq!(envelopes.len(), 2345);
     let mut tokens = BTreeSet::new();
@@ -168,19 +207,10 @@ async fn fill_pushes_exactly_n_envelopes_the_worker_would_store() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sql_baseline_writes_every_event_with_the_stores_statement() {
     let database = TestDatabase::create().await;
-    let run = Mailtrail::new(&[
-        "load",
-        "--sql-baseline",
-        "1200",
-        "--batch-size",
-        "500",
-        "--json",
-    ])
-    .database(&database)
-    .run()
-    .await
-    .success();
-    let report = report(&run.stdout);
+    let report = Bench::new(&["--sql-baseline", "1200", "--batch-size", "500", "--json"])
+        .database(&database)
+        .report()
+        .await;
     assert_eq!(report["count"], 1200, "{report}");
     assert_eq!(report["batch_size"], 500, "{report}");
     let mut connection = database.connect().await;
@@ -201,8 +231,7 @@ async fn the_sql_baseline_writes_every_event_with_the_stores_statement() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lpush_baseline_paces_bare_pushes_and_leaves_no_list_behind() {
     let redis = TestRedis::new();
-    let run = Mailtrail::new(&[
-        "load",
+    let report = Bench::new(&[
         "--lpush-baseline",
         "--connections",
         "2",
@@ -214,10 +243,8 @@ async fn the_lpush_baseline_paces_bare_pushes_and_leaves_no_list_behind() {
     ])
     .redis(&redis)
     .env("MAILTRAIL_SIGNING_KEYS", KEY)
-    .run()
-    .await
-    .success();
-    let report = report(&run.stdout);
+    .report()
+    .await;
     // 200 per second for one second, each an LPUSH answered by Redis.
     assert_eq!(report["ok"], 200, "{report}");
     assert_eq!(report["transport_errors"], 0, "{report}");
@@ -225,4 +252,20 @@ async fn the_lpush_baseline_paces_bare_pushes_and_leaves_no_list_behind() {
     // The baseline's scratch list is gone, and the real backlog was never touched.
     assert!(redis.list("load:lpush-baseline").is_empty());
     assert!(redis.list("events").is_empty());
+}
+
+#[test]
+fn the_binary_reads_its_environment_and_names_the_variable_a_mode_needs() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mailtrail-bench"))
+        .args(["--sql-baseline", "10", "--json"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("DATABASE_URL is not set; `mailtrail-bench --sql-baseline` needs it"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
 }

@@ -1,8 +1,6 @@
 //! The batched upsert against a real Postgres: idempotence, order independence (checked against
 //! mailtrail-core's reference fold), and the statistics queries.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -16,14 +14,19 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 
-fn event(kind: EventKind, message: &str, recipient: &str, at_seconds: i64) -> Event {
+pub(crate) fn event(kind: EventKind, message: &str, recipient: &str, at_seconds: i64) -> Event {
     let mut event = Event::new(kind, at_seconds * 1_000_000);
     event.message_id = MessageId::parse(message);
     event.recipient = Some(recipient.to_owned());
     event
 }
 
-fn row(event: &Event, backer_id: i64, project_id: i64, subject: Option<&str>) -> EventRow {
+pub(crate) fn row(
+    event: &Event,
+    backer_id: i64,
+    project_id: i64,
+    subject: Option<&str>,
+) -> EventRow {
     // Mailgun's mapping decides the event's effect, as the parser does for the worker.
     let event = &mapped(event.clone());
     let message_id = event.message_id.clone().unwrap();

@@ -1,0 +1,182 @@
+//! mailtrail-bench: the load generator behind `just bench` (`scripts/bench.sh`), in four modes.
+//!
+//! | mode | flags | module | needs |
+//! |---|---|---|---|
+//! | HTTP (default) | `[--url URL] [--connections N] [--duration D] [--rate R] [--sent-log FILE]` | [`load`], [`senders`] | a receiver, a signing key |
+//! | bare `LPUSH` | `--lpush-baseline [--connections N] [--duration D] [--rate R]` | [`load`], [`senders`] | Redis |
+//! | backlog fill | `--fill N` | [`bulk`] | Redis |
+//! | SQL baseline | `--sql-baseline N [--batch-size B]` | [`bulk`] | Postgres |
+//!
+//! - **HTTP** posts realistic, signed JSON webhooks ([`bodies`]: about 2 KB each, a unique token
+//!   each, three events per message id) to a receiver over `--connections` keep-alive HTTP/1.1
+//!   connections, for `--duration`, either as fast as the receiver answers or at a fixed offered
+//!   `--rate`. It reports requests/s, latency percentiles and every answer that was not 200.
+//! - **`--lpush-baseline`** paces, connects and measures exactly as the HTTP mode, but each
+//!   connection is a Redis connection sending a bare `LPUSH` of the envelope the receiver would
+//!   queue for the webhook: the latency floor the receiver's answers sit on (every push waits
+//!   for Redis' append-only-file fsync), measured at the same offered rate.
+//! - **`--fill N`** and **`--sql-baseline N`** time a backlog fill and the store's upsert
+//!   statement alone, the worker's input and its ceiling.
+//!
+//! It is a binary of its own so that the operator CLI, `mailtrail`, links neither the worker nor
+//! an HTTP server or client stack. `main.rs` parses the arguments, reads [`BenchConfig`] and
+//! calls [`run`], which writes its report to the `out` it is given.
+
+pub mod bodies;
+pub mod bulk;
+pub mod environment;
+pub mod load;
+pub mod senders;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use mailtrail_cli::clock::parse_duration;
+use mailtrail_core::SigningKey;
+
+pub use environment::{BenchConfig, BenchConfigError, BenchEnv};
+pub use load::LoadReport;
+
+/// `mailtrail-bench`: load for benchmarks. Post signed webhooks at full speed or a fixed rate,
+/// push bare LPUSHes at the same pace, fill the backlog, or time the store's upsert alone.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "mailtrail-bench", version, about, long_about = None)]
+pub struct BenchArgs {
+    /// Receiver base URL [default: $MAILTRAIL_RECEIVER_URL, else http://127.0.0.1:8080].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub connections: u32,
+    /// How long to send (e.g. 10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Offered rate in requests per second; without it, as fast as the receiver answers.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
+    /// Bodies to build before the run, which caps the requests sent [default: rate x duration,
+    /// or 60,000 per second of duration without --rate].
+    #[arg(long)]
+    pub bodies: Option<usize>,
+    /// Write `event_id,answered_at_us` for every webhook answered 200 to this file: when the
+    /// receiver had accepted it, to measure how far behind Postgres runs from that moment.
+    #[arg(long)]
+    pub sent_log: Option<PathBuf>,
+    /// Push N envelopes straight onto the Redis backlog instead of posting (needs REDIS_URL).
+    #[arg(long, conflicts_with_all = ["rate", "sql_baseline", "sent_log"])]
+    pub fill: Option<usize>,
+    /// Send a bare `LPUSH` of each webhook's envelope over Redis connections instead of
+    /// posting, paced and measured as in HTTP mode (needs REDIS_URL).
+    #[arg(long, conflicts_with_all = ["url", "fill", "sql_baseline", "sent_log"])]
+    pub lpush_baseline: bool,
+    /// Upsert N events straight into Postgres with the store's statement, in --batch-size
+    /// batches, and time it (needs DATABASE_URL).
+    #[arg(long, conflicts_with_all = ["rate", "fill", "sent_log"])]
+    pub sql_baseline: Option<usize>,
+    /// Events per statement for --sql-baseline (the worker's MAILTRAIL_BATCH_SIZE).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the mode `args` name and writes its report to `out`.
+pub async fn run(
+    config: &BenchConfig,
+    args: &BenchArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if let Some(count) = args.fill {
+        bulk::fill(config, count).await?.write(out, args.json)?;
+    } else if let Some(count) = args.sql_baseline {
+        bulk::sql_baseline(config, count, args.batch_size as usize)
+            .await?
+            .write(out, args.json)?;
+    } else {
+        let key = config.signing_key()?;
+        let report = if args.lpush_baseline {
+            lpush_baseline(config, &key, args).await?
+        } else {
+            let base = args.url.as_deref().unwrap_or(config.receiver_url());
+            load::run_load(&key, senders::http_target(base).await?, args).await?
+        };
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        } else {
+            report.write_text(out)?;
+        }
+    }
+    out.flush().context("cannot write the output")?;
+    Ok(())
+}
+
+/// `--lpush-baseline`: the load run against a scratch list beside the backlog, deleted after.
+async fn lpush_baseline(
+    config: &BenchConfig,
+    key: &SigningKey,
+    args: &BenchArgs,
+) -> anyhow::Result<LoadReport> {
+    let queue = config.connect_queue().await?;
+    let list = format!("{}load:lpush-baseline", queue.keys().prefix());
+    let target = senders::Target::Redis {
+        client: redis::Client::open(config.queue_settings().url)
+            .context("REDIS_URL is not a usable Redis URL")?,
+        list: list.clone(),
+    };
+    let report = load::run_load(key, target.clone(), args).await;
+    // The baseline's list is scratch: never leave it behind, whatever happened. It is no queue
+    // key, so it is deleted over the baseline's own client, like it was filled.
+    if let senders::Target::Redis { client, list } = &target
+        && let Ok(mut connection) = client.get_multiplexed_async_connection().await
+    {
+        let _: Result<i64, _> = redis::cmd("DEL")
+            .arg(list)
+            .query_async(&mut connection)
+            .await;
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parses(args: &[&str]) -> bool {
+        BenchArgs::try_parse_from([&["mailtrail-bench"], args].concat()).is_ok()
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        BenchArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn modes_exclude_the_flags_of_the_others() {
+        assert!(parses(&[]));
+        assert!(parses(&["--connections", "8", "--duration", "5s"]));
+        assert!(parses(&["--rate", "2000", "--sent-log", "x.csv"]));
+        assert!(parses(&["--fill", "1000"]));
+        assert!(parses(&["--sql-baseline", "1000", "--batch-size", "200"]));
+        assert!(parses(&[
+            "--lpush-baseline",
+            "--rate",
+            "2000",
+            "--duration",
+            "10s"
+        ]));
+        assert!(!parses(&["--fill", "10", "--rate", "5"]));
+        assert!(!parses(&["--connections", "0"]));
+        assert!(!parses(&[
+            "--lpush-baseline",
+            "--url",
+            "http://127.0.0.1:8080"
+        ]));
+        assert!(!parses(&["--duration", "10"]));
+    }
+}

@@ -1,0 +1,8 @@
+//! mailtrail-store against a real Postgres, one fresh database per test: the batched upsert, the
+//! statistics report, and the connection pool.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+mod pool;
+mod report;
+mod upsert;
