@@ -44,6 +44,8 @@ SIGNING_KEY=bench-signing-key
 PREFIX="bench:"
 WORKER_ID=bench-worker
 
+# Binaries come from wherever cargo puts them (CARGO_TARGET_DIR, when set, as CI does).
+RELEASE_DIR="${CARGO_TARGET_DIR:-target}/release"
 OUT_DIR=target/bench
 mkdir -p "$OUT_DIR"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mailtrail-bench.XXXXXX")
@@ -96,8 +98,8 @@ run_with_env() {
     MAILTRAIL_REDIS_PREFIX="$PREFIX" MAILTRAIL_SIGNING_KEYS="$SIGNING_KEY" \
     MAILTRAIL_RECEIVER_URL="http://127.0.0.1:$RECEIVER_PORT" "$@"
 }
-mailtrail() { run_with_env target/release/mailtrail "$@"; }
-mailtrail_bench() { run_with_env target/release/mailtrail-bench "$@"; }
+mailtrail() { run_with_env "$RELEASE_DIR"/mailtrail "$@"; }
+mailtrail_bench() { run_with_env "$RELEASE_DIR"/mailtrail-bench "$@"; }
 
 log "machine"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -154,7 +156,7 @@ start_receiver() {
   env REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" MAILTRAIL_SIGNING_KEYS="$SIGNING_KEY" \
     MAILTRAIL_BIND="127.0.0.1:$RECEIVER_PORT" MAILTRAIL_REDIS_PREFIX="$PREFIX" \
     MAILTRAIL_HTTP_WORKERS="$HTTP_WORKERS" RUST_LOG="$1" \
-    target/release/mailtrail-receiver >>"$WORK/receiver.log" 2>&1 &
+    "$RELEASE_DIR"/mailtrail-receiver >>"$WORK/receiver.log" 2>&1 &
   RECEIVER_PID=$!
   for _ in $(seq 1 50); do
     curl -fs "http://127.0.0.1:$RECEIVER_PORT/healthz" >/dev/null 2>&1 && return 0
@@ -224,7 +226,7 @@ rewrite_aof
 env DATABASE_URL="$DATABASE_URL" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
   MAILTRAIL_REDIS_PREFIX="$PREFIX" MAILTRAIL_WORKER_ID="$WORKER_ID" \
   MAILTRAIL_BATCH_SIZE="$BATCH" MAILTRAIL_MIGRATE=false RUST_LOG=info \
-  target/release/mailtrail-worker >>"$WORK/worker.log" 2>&1 &
+  "$RELEASE_DIR"/mailtrail-worker >>"$WORK/worker.log" 2>&1 &
 WORKER_PID=$!
 # Timed from the first claim to the last settle (the processing list empty again), by Redis'
 # own clock, sampled every 10 ms over one redis-cli connection (a process per sample would take
