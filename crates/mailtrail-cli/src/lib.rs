@@ -3,7 +3,8 @@
 //! | command | module | needs |
 //! |---|---|---|
 //! | `migrate` | [`migrate`] | Postgres |
-//! | `stats --backer N \| --project N [--by-subject] \| --all [--json]` | [`stats`] | Postgres |
+//! | `stats --backer N \| --project N [--by-subject] \| --all [--since D] [--until D] [--daily] [--json]` | [`stats`] | Postgres |
+//! | `rollups rebuild \| verify` | [`rollups`] | Postgres |
 //! | `events --message-id ID \| --recipient ADDR [--limit N] [--json]` | [`timeline`] | Postgres |
 //! | `queue status [--json]` | [`queue_status`] | Redis |
 //! | `dead list \| show \| replay \| purge` | [`dead`] | Redis |
@@ -23,6 +24,7 @@ pub mod dead;
 pub mod http_post;
 pub mod migrate;
 pub mod queue_status;
+pub mod rollups;
 pub mod sample;
 pub mod stats;
 pub mod table;
@@ -69,6 +71,12 @@ pub enum Command {
     },
     /// The event history of a message or a recipient.
     Events(timeline::EventsArgs),
+    /// Rebuild or verify the statistics counters.
+    Rollups {
+        /// What to do.
+        #[command(subcommand)]
+        command: rollups::RollupsCommand,
+    },
 }
 
 /// `mailtrail queue ...`.
@@ -90,6 +98,7 @@ pub async fn run(
         Command::Stats(args) => stats::run(config, args, out).await?,
         Command::SendSample(args) => sample::run(config, args, out).await?,
         Command::Events(args) => timeline::run(config, args, out).await?,
+        Command::Rollups { command } => rollups::run(config, command, out).await?,
         Command::Queue {
             command: QueueCommand::Status(args),
         } => queue_status::run(&connect_queue(config).await?, args, out).await?,

@@ -1,5 +1,5 @@
 //! `mailtrail stats`: delivery status counts and rates for a backer, a project (optionally by
-//! subject), or the whole system, as a table or as JSON.
+//! subject), or the whole system, over a range of days or per day, as a table or as JSON.
 //!
 //! The figures come whole from [`mailtrail_store::report`], the implementation the read API
 //! serves too; this module only parses the arguments and lays the report out as a table, or
@@ -8,9 +8,10 @@
 use std::io::Write;
 
 use anyhow::Context;
+use chrono::NaiveDate;
 use clap::{ArgGroup, Args};
-use mailtrail_store::StatsScope;
 use mailtrail_store::report::{Percent, StatsReport};
+use mailtrail_store::{StatsQuery, StatsScope};
 
 use crate::CliConfig;
 use crate::table::{Align, Table, truncate};
@@ -36,6 +37,15 @@ pub struct StatsArgs {
     /// Every message.
     #[arg(long)]
     pub all: bool,
+    /// Only messages whose first event fell on or after this day (UTC, YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<NaiveDate>,
+    /// Only messages whose first event fell on or before this day (UTC, YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<NaiveDate>,
+    /// One row per day (and subject, with --by-subject).
+    #[arg(long)]
+    pub daily: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -51,6 +61,18 @@ impl StatsArgs {
             (None, None) => StatsScope::All,
         }
     }
+
+    /// The question the arguments ask; a range that ends before it starts is refused.
+    pub fn query(&self) -> anyhow::Result<StatsQuery> {
+        if let (Some(since), Some(until)) = (self.since, self.until) {
+            anyhow::ensure!(
+                since <= until,
+                "--since {since} is after --until {until}: the range holds no day"
+            );
+        }
+        let query = StatsQuery::new(self.scope()).between(self.since, self.until);
+        Ok(if self.daily { query.per_day() } else { query })
+    }
 }
 
 /// How the scope is named in the table's first column.
@@ -64,12 +86,16 @@ fn scope_label(scope: StatsScope) -> String {
 
 /// The readable table.
 pub fn render_table(report: &StatsReport) -> String {
-    let scope = report.scope;
+    let scope = report.query.scope;
+    let daily = report.query.daily;
     let groups = &report.groups;
     let by_subject = matches!(scope, StatsScope::ProjectBySubject(_));
     let first = if by_subject { "subject" } else { "scope" };
-    let mut table = Table::new(&[
-        (first, Align::Left),
+    let mut columns = vec![(first, Align::Left)];
+    if daily {
+        columns.push(("day", Align::Left));
+    }
+    columns.extend([
         ("total", Align::Right),
         ("accepted", Align::Right),
         ("deferred", Align::Right),
@@ -79,9 +105,15 @@ pub fn render_table(report: &StatsReport) -> String {
         ("complained", Align::Right),
         ("opened", Align::Right),
         ("clicked", Align::Right),
+        ("bot opens", Align::Right),
+        ("bot clicks", Align::Right),
         ("delivery rate", Align::Right),
         ("bounce rate", Align::Right),
+        ("complaint rate", Align::Right),
+        ("open rate", Align::Right),
+        ("click rate", Align::Right),
     ]);
+    let mut table = Table::new(&columns);
     let rate = |percent: Option<Percent>| percent.map_or_else(|| "-".to_owned(), |p| p.to_string());
     for group in groups {
         let label = if by_subject {
@@ -92,8 +124,11 @@ pub fn render_table(report: &StatsReport) -> String {
         } else {
             scope_label(scope)
         };
-        table.row([
-            label,
+        let mut cells = vec![label];
+        if daily {
+            cells.push(group.day.map_or_else(String::new, |day| day.to_string()));
+        }
+        cells.extend([
             group.total.to_string(),
             group.accepted.to_string(),
             group.deferred.to_string(),
@@ -103,9 +138,15 @@ pub fn render_table(report: &StatsReport) -> String {
             group.complained.to_string(),
             group.opened.to_string(),
             group.clicked.to_string(),
+            group.bot_opens.to_string(),
+            group.bot_clicks.to_string(),
             rate(group.delivery_rate_percent),
             rate(group.bounce_rate_percent),
+            rate(group.complaint_rate_percent),
+            rate(group.open_rate_percent),
+            rate(group.click_rate_percent),
         ]);
+        table.row(cells);
     }
     let mut out = table.render();
     if groups.is_empty() {
@@ -123,9 +164,9 @@ pub fn render_json(report: &StatsReport) -> serde_json::Result<String> {
 
 /// Runs `mailtrail stats`.
 pub async fn run(config: &CliConfig, args: &StatsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let scope = args.scope();
+    let query = args.query()?;
     let mut connection = crate::connect_store(config, "stats").await?;
-    let report = mailtrail_store::stats_report(&mut connection, scope)
+    let report = mailtrail_store::stats_report(&mut connection, &query)
         .await
         .context("cannot read the status counts")?;
     let text = if args.json {
@@ -143,12 +184,12 @@ mod tests {
 
     #[test]
     fn an_empty_scope_still_shows_one_row_of_zeros_and_an_empty_subject_list_says_so() {
-        let report = StatsReport::from_rows(StatsScope::Backer(1), &[]);
+        let report = StatsReport::from_rows(StatsQuery::new(StatsScope::Backer(1)), &[]);
         let table = render_table(&report);
         assert!(table.contains("backer 1"), "{table}");
         assert!(!table.contains("no messages"), "{table}");
         let by_subject = render_table(&StatsReport::from_rows(
-            StatsScope::ProjectBySubject(3),
+            StatsQuery::new(StatsScope::ProjectBySubject(3)),
             &[],
         ));
         assert!(

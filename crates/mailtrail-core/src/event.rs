@@ -174,6 +174,8 @@ pub struct Event {
     pub variables: UserVariables,
     /// The provider flagged the open or click as made by a machine (Mailgun: `client-info.bot`).
     pub bot: bool,
+    /// Which machine, when the provider names it (Mailgun: `apple`, `gmail`, `generic`, ...).
+    pub bot_kind: Option<String>,
     /// The clicked URL.
     pub url: Option<String>,
 }
@@ -197,6 +199,7 @@ impl Event {
             tags: Vec::new(),
             variables: UserVariables::default(),
             bot: false,
+            bot_kind: None,
             url: None,
         }
     }

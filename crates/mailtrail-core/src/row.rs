@@ -46,6 +46,8 @@ pub struct EventRow {
     pub engagement: Option<String>,
     /// A machine open or click.
     pub bot: bool,
+    /// Which machine, when Mailgun names it (`apple`, `gmail`, `generic`, ...).
+    pub bot_kind: Option<String>,
     /// Clicked URL.
     pub url: Option<String>,
 }
@@ -90,6 +92,7 @@ impl EventRow {
             delivery_code: optional(&event.delivery_code),
             engagement,
             bot: event.bot,
+            bot_kind: optional(&event.bot_kind),
             url: optional(&event.url),
         }
     }

@@ -106,8 +106,12 @@ pub enum Engagement {
         /// Made by a machine, counted apart.
         bot: bool,
     },
-    /// A click on a tracked link.
-    Clicked,
+    /// A click on a tracked link; `bot` when Mailgun attributed it to a machine (link scanners
+    /// and security gateways follow links too).
+    Clicked {
+        /// Made by a machine, counted apart.
+        bot: bool,
+    },
     /// An unsubscribe.
     Unsubscribed,
 }
@@ -117,7 +121,7 @@ impl Engagement {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Opened { .. } => "opened",
-            Self::Clicked => "clicked",
+            Self::Clicked { .. } => "clicked",
             Self::Unsubscribed => "unsubscribed",
         }
     }
@@ -197,11 +201,13 @@ pub struct EngagementSummary {
     pub first_opened_at: Option<i64>,
     /// Last human open.
     pub last_opened_at: Option<i64>,
-    /// Clicks.
+    /// Human clicks.
     pub clicked_count: i64,
-    /// First click.
+    /// Clicks Mailgun attributed to a machine.
+    pub bot_click_count: i64,
+    /// First human click.
     pub first_clicked_at: Option<i64>,
-    /// Last click.
+    /// Last human click.
     pub last_clicked_at: Option<i64>,
     /// First unsubscribe.
     pub unsubscribed_at: Option<i64>,
@@ -214,6 +220,8 @@ pub struct MessageState {
     pub status: Option<StatusClaim>,
     /// Engagement counters and times.
     pub engagement: EngagementSummary,
+    /// Earliest event time seen: the message's day in the statistics.
+    pub first_event_at: Option<i64>,
     /// Latest event time seen.
     pub last_event_at: Option<i64>,
     /// Distinct events applied.
@@ -232,6 +240,7 @@ impl MessageState {
         }
         let at = event.occurred_at_micros;
         self.event_count += 1;
+        self.first_event_at = Some(self.first_event_at.map_or(at, |first| first.min(at)));
         self.last_event_at = Some(self.last_event_at.map_or(at, |last| last.max(at)));
         let summary = &mut self.engagement;
         match event.effect {
@@ -241,7 +250,8 @@ impl MessageState {
                 summary.first_opened_at = Some(summary.first_opened_at.map_or(at, |t| t.min(at)));
                 summary.last_opened_at = Some(summary.last_opened_at.map_or(at, |t| t.max(at)));
             }
-            Effect::Engagement(Engagement::Clicked) => {
+            Effect::Engagement(Engagement::Clicked { bot: true }) => summary.bot_click_count += 1,
+            Effect::Engagement(Engagement::Clicked { bot: false }) => {
                 summary.clicked_count += 1;
                 summary.first_clicked_at = Some(summary.first_clicked_at.map_or(at, |t| t.min(at)));
                 summary.last_clicked_at = Some(summary.last_clicked_at.map_or(at, |t| t.max(at)));
@@ -296,7 +306,10 @@ mod tests {
 
         let mut state = MessageState::default();
         state.apply("a", &status(DeliveryStatus::Accepted, 1));
-        state.apply("c", &event(Effect::Engagement(Engagement::Clicked), 5));
+        state.apply(
+            "c",
+            &event(Effect::Engagement(Engagement::Clicked { bot: false }), 5),
+        );
         assert_eq!(state.delivery_status(), Some(DeliveryStatus::Delivered));
         assert!(!state.status.as_ref().unwrap().explicit);
     }
@@ -320,7 +333,7 @@ mod tests {
         prop_oneof![
             prop::sample::select(DeliveryStatus::ALL.to_vec()).prop_map(Effect::Status),
             any::<bool>().prop_map(|bot| Effect::Engagement(Engagement::Opened { bot })),
-            Just(Effect::Engagement(Engagement::Clicked)),
+            any::<bool>().prop_map(|bot| Effect::Engagement(Engagement::Clicked { bot })),
             Just(Effect::Engagement(Engagement::Unsubscribed)),
             Just(Effect::None),
         ]

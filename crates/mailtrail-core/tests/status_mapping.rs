@@ -284,7 +284,7 @@ fn json_engagement() -> Vec<Case> {
         effect(
             "J17",
             engagement(r#""event": "clicked", "url": "https://example.com/p/7""#),
-            Effect::Engagement(Engagement::Clicked),
+            Effect::Engagement(Engagement::Clicked { bot: false }),
         ),
         effect(
             "J18",
@@ -344,7 +344,7 @@ fn legacy_deliveries_complaints_and_engagement() -> Vec<Case> {
             form(&format!(
                 "event=clicked&{LEGACY_TRACKING}&url=http%3A%2F%2Fexample.com%2Fp"
             )),
-            Effect::Engagement(Engagement::Clicked),
+            Effect::Engagement(Engagement::Clicked { bot: false }),
         ),
         effect(
             "L10",

@@ -7,14 +7,16 @@
 //! - [`upsert_events`] writes a whole batch in one statement: new events go into the append-only
 //!   `email_events` table (deduplicated on their key) and only those update `sent_emails`, with
 //!   the precedence rule of `mailtrail_core::status` expressed in SQL.
-//! - [`stats`] answers the deliverability questions, one row per (subject, status), and
-//!   [`report`] folds them into the groups and rates that the CLI and the read API present.
+//! - [`stats`] answers the deliverability questions, one row per (day, subject, status), from
+//!   counters kept in the same transaction as the rows ([`rollups`] rebuilds and verifies them),
+//!   and [`report`] folds them into the groups and rates that the CLI and the read API present.
 
 mod connection;
 mod error;
 mod migrate;
 pub mod pool;
 pub mod report;
+pub mod rollups;
 pub mod schema;
 pub mod stats;
 mod timeline;
@@ -25,6 +27,6 @@ pub use error::StoreError;
 pub use migrate::{MIGRATIONS, migrate};
 pub use pool::{PooledConnection, StorePool, connect_pool};
 pub use report::{StatsReport, stats_report};
-pub use stats::{StatsRow, StatsScope, status_counts};
+pub use stats::{Source, StatsQuery, StatsRow, StatsScope, status_counts};
 pub use timeline::{TimelineEvent, TimelineFilter, timeline};
 pub use upsert::{UpsertCounts, upsert_events};

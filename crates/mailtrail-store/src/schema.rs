@@ -20,6 +20,7 @@ diesel::table! {
         first_opened_at -> Nullable<Timestamptz>,
         last_opened_at -> Nullable<Timestamptz>,
         clicked_count -> BigInt,
+        bot_click_count -> BigInt,
         first_clicked_at -> Nullable<Timestamptz>,
         last_clicked_at -> Nullable<Timestamptz>,
         unsubscribed_at -> Nullable<Timestamptz>,
@@ -27,6 +28,7 @@ diesel::table! {
         last_event_at -> Timestamptz,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        first_event_at -> Timestamptz,
     }
 }
 
@@ -52,5 +54,39 @@ diesel::table! {
         bot -> Bool,
         url -> Nullable<Text>,
         received_at -> Timestamptz,
+        bot_kind -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Counters per project, day of the message's first event (UTC), subject and status; kept by
+    /// triggers on `sent_emails` in the same transaction as the rows.
+    project_rollups (project_id, day, subject, status) {
+        project_id -> BigInt,
+        day -> Date,
+        subject -> Nullable<Text>,
+        status -> Text,
+        messages -> BigInt,
+        opened_messages -> BigInt,
+        clicked_messages -> BigInt,
+        human_opens -> BigInt,
+        bot_opens -> BigInt,
+        human_clicks -> BigInt,
+        bot_clicks -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The same counters per day and status, for the whole system.
+    system_rollups (day, status) {
+        day -> Date,
+        status -> Text,
+        messages -> BigInt,
+        opened_messages -> BigInt,
+        clicked_messages -> BigInt,
+        human_opens -> BigInt,
+        bot_opens -> BigInt,
+        human_clicks -> BigInt,
+        bot_clicks -> BigInt,
     }
 }

@@ -1,7 +1,7 @@
 //! The batched, idempotent, order-independent write of events.
 //!
 //! One statement per batch, whatever its size: the batch travels as one array per column
-//! (`unnest`), so it needs 18 bind parameters instead of 18 per row and never meets Postgres'
+//! (`unnest`), so it needs 19 bind parameters instead of 19 per row and never meets Postgres'
 //! 65,535-parameter limit. The statement
 //!
 //! 1. inserts the events into `email_events`, skipping keys already there (retries, duplicates,
@@ -83,15 +83,15 @@ WITH input AS (
   SELECT * FROM unnest(
     $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
     $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int2[], $12::bool[],
-    $13::text[], $14::text[], $15::text[], $16::text[], $17::bool[], $18::text[]
+    $13::text[], $14::text[], $15::text[], $16::text[], $17::bool[], $18::text[], $19::text[]
   ) AS t(event_key, message_id, recipient, kind, occurred_at, event_id,
          backer_id, project_id, subject, status, status_tier, status_explicit,
-         severity, reason, delivery_code, engagement, bot, url)
+         severity, reason, delivery_code, engagement, bot, url, bot_kind)
 ),
 inserted AS (
   INSERT INTO email_events (event_key, message_id, recipient, kind, occurred_at, event_id,
          backer_id, project_id, subject, status, status_tier, status_explicit,
-         severity, reason, delivery_code, engagement, bot, url)
+         severity, reason, delivery_code, engagement, bot, url, bot_kind)
   SELECT * FROM input ORDER BY event_key
   ON CONFLICT (event_key) DO NOTHING
   RETURNING *
@@ -118,11 +118,13 @@ totals AS (
     count(*) FILTER (WHERE engagement = 'opened' AND bot) AS bot_open_count,
     min(occurred_at) FILTER (WHERE engagement = 'opened' AND NOT bot) AS first_opened_at,
     max(occurred_at) FILTER (WHERE engagement = 'opened' AND NOT bot) AS last_opened_at,
-    count(*) FILTER (WHERE engagement = 'clicked') AS clicked_count,
-    min(occurred_at) FILTER (WHERE engagement = 'clicked') AS first_clicked_at,
-    max(occurred_at) FILTER (WHERE engagement = 'clicked') AS last_clicked_at,
+    count(*) FILTER (WHERE engagement = 'clicked' AND NOT bot) AS clicked_count,
+    count(*) FILTER (WHERE engagement = 'clicked' AND bot) AS bot_click_count,
+    min(occurred_at) FILTER (WHERE engagement = 'clicked' AND NOT bot) AS first_clicked_at,
+    max(occurred_at) FILTER (WHERE engagement = 'clicked' AND NOT bot) AS last_clicked_at,
     min(occurred_at) FILTER (WHERE engagement = 'unsubscribed') AS unsubscribed_at,
     count(*) AS event_count,
+    min(occurred_at) AS first_event_at,
     max(occurred_at) AS last_event_at
   FROM inserted
   WHERE status IS NOT NULL
@@ -133,13 +135,13 @@ upserted AS (
     message_id, recipient, backer_id, project_id, subject,
     status, status_tier, status_explicit, status_at, status_reason, status_code,
     opened_count, bot_open_count, first_opened_at, last_opened_at,
-    clicked_count, first_clicked_at, last_clicked_at, unsubscribed_at,
-    event_count, last_event_at)
+    clicked_count, bot_click_count, first_clicked_at, last_clicked_at, unsubscribed_at,
+    event_count, first_event_at, last_event_at)
   SELECT t.message_id, t.recipient, t.backer_id, t.project_id, t.subject,
     b.status, b.status_tier, b.status_explicit, b.status_at, b.status_reason, b.status_code,
     t.opened_count, t.bot_open_count, t.first_opened_at, t.last_opened_at,
-    t.clicked_count, t.first_clicked_at, t.last_clicked_at, t.unsubscribed_at,
-    t.event_count, t.last_event_at
+    t.clicked_count, t.bot_click_count, t.first_clicked_at, t.last_clicked_at, t.unsubscribed_at,
+    t.event_count, t.first_event_at, t.last_event_at
   FROM totals t JOIN best b USING (message_id, recipient)
   ORDER BY t.message_id, t.recipient
   ON CONFLICT (message_id, recipient) DO UPDATE SET
@@ -150,10 +152,12 @@ upserted AS (
     first_opened_at = least(s.first_opened_at, EXCLUDED.first_opened_at),
     last_opened_at = greatest(s.last_opened_at, EXCLUDED.last_opened_at),
     clicked_count = s.clicked_count + EXCLUDED.clicked_count,
+    bot_click_count = s.bot_click_count + EXCLUDED.bot_click_count,
     first_clicked_at = least(s.first_clicked_at, EXCLUDED.first_clicked_at),
     last_clicked_at = greatest(s.last_clicked_at, EXCLUDED.last_clicked_at),
     unsubscribed_at = least(s.unsubscribed_at, EXCLUDED.unsubscribed_at),
     event_count = s.event_count + EXCLUDED.event_count,
+    first_event_at = least(s.first_event_at, EXCLUDED.first_event_at),
     last_event_at = greatest(s.last_event_at, EXCLUDED.last_event_at),
     updated_at = now()
   RETURNING 1
@@ -199,6 +203,7 @@ pub async fn upsert_events(
         .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.engagement.clone()))
         .bind::<Array<Bool>, _>(column(&ordered, |r| r.bot))
         .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.url.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.bot_kind.clone()))
         .get_result::<UpsertCounts>(connection)
         .await?;
     Ok(counts)

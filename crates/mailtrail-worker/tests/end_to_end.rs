@@ -10,7 +10,7 @@ use diesel_async::RunQueryDsl;
 use mailtrail_core::SigningKey;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_form, signed_json};
 use mailtrail_store::schema::{email_events, sent_emails};
-use mailtrail_store::{StatsScope, status_counts};
+use mailtrail_store::{Source, StatsQuery, StatsScope, status_counts};
 use pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds, signed_sample};
 use serde_json::json;
 
@@ -91,9 +91,13 @@ async fn signed_webhooks_become_rows_and_the_stats_answer() {
     );
 
     let mut connection = pipeline.database.connect().await;
-    let stats = status_counts(&mut connection, StatsScope::Project(7))
-        .await
-        .unwrap();
+    let stats = status_counts(
+        &mut connection,
+        &StatsQuery::new(StatsScope::Project(7)),
+        Source::Counters,
+    )
+    .await
+    .unwrap();
     let counts: Vec<(String, i64)> = stats.into_iter().map(|r| (r.status, r.messages)).collect();
     assert_eq!(counts, [("delivered".into(), 1), ("bounced".into(), 1)]);
     pipeline.stop_worker().await;

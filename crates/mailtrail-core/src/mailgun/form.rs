@@ -475,7 +475,10 @@ mod tests {
                 "opened",
                 Effect::Engagement(Engagement::Opened { bot: false }),
             ),
-            ("clicked", Effect::Engagement(Engagement::Clicked)),
+            (
+                "clicked",
+                Effect::Engagement(Engagement::Clicked { bot: false }),
+            ),
             ("unsubscribed", Effect::Engagement(Engagement::Unsubscribed)),
         ];
         for (name, effect) in cases {

@@ -130,11 +130,11 @@ pub fn event_from_data(
     };
     event.variables = UserVariables::from_json(data.get("user-variables").cloned());
     // `client-info.bot` is "" or null for people and a name ("apple", "gmail", ...) for machines.
-    event.bot = data
+    event.bot_kind = data
         .get("client-info")
         .and_then(|info| info.get("bot"))
-        .and_then(|bot| text(Some(bot)))
-        .is_some();
+        .and_then(|bot| text(Some(bot)));
+    event.bot = event.bot_kind.is_some();
     event.url = text(data.get("url"));
     Ok(super::status::mapped(event))
 }
@@ -293,6 +293,7 @@ mod tests {
         )
         .unwrap();
         assert!(open.bot);
+        assert_eq!(open.bot_kind.as_deref(), Some("apple"));
         assert_eq!(
             open.effect,
             Effect::Engagement(crate::status::Engagement::Opened { bot: true })

@@ -48,7 +48,7 @@ pub fn effect_of(event: &Event) -> Effect {
             }
         }
         EventKind::Opened => Effect::Engagement(Engagement::Opened { bot: event.bot }),
-        EventKind::Clicked => Effect::Engagement(Engagement::Clicked),
+        EventKind::Clicked => Effect::Engagement(Engagement::Clicked { bot: event.bot }),
         EventKind::Unsubscribed => Effect::Engagement(Engagement::Unsubscribed),
         EventKind::Other(_) => Effect::None,
     }

@@ -5,4 +5,5 @@
 
 mod pool;
 mod report;
+mod rollups;
 mod upsert;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use mailtrail_core::{EventKind, Severity};
 use mailtrail_store::report::{Percent, StatsReport};
-use mailtrail_store::{StatsScope, connect_pool, stats_report, status_counts, upsert_events};
+use mailtrail_store::{
+    Source, StatsQuery, StatsScope, connect_pool, stats_report, status_counts, upsert_events,
+};
 use mailtrail_testing::TestDatabase;
 
 use crate::upsert::{event, row};
@@ -48,10 +50,13 @@ async fn the_report_folds_the_status_counts_of_its_scope_into_groups_and_rates()
     let mut connection = pool.get().await.unwrap();
     upsert_events(&mut connection, &rows).await.unwrap();
 
-    let by_subject = stats_report(&mut connection, StatsScope::ProjectBySubject(10))
-        .await
-        .unwrap();
-    assert_eq!(by_subject.scope, StatsScope::ProjectBySubject(10));
+    let by_subject = stats_report(
+        &mut connection,
+        &StatsQuery::new(StatsScope::ProjectBySubject(10)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_subject.query.scope, StatsScope::ProjectBySubject(10));
     let subjects: Vec<_> = by_subject
         .groups
         .iter()
@@ -70,14 +75,18 @@ async fn the_report_folds_the_status_counts_of_its_scope_into_groups_and_rates()
         StatsScope::All,
         StatsScope::Backer(99),
     ] {
-        let rows = status_counts(&mut connection, scope).await.unwrap();
+        let rows = status_counts(&mut connection, &StatsQuery::new(scope), Source::Counters)
+            .await
+            .unwrap();
         assert_eq!(
-            stats_report(&mut connection, scope).await.unwrap(),
-            StatsReport::from_rows(scope, &rows),
+            stats_report(&mut connection, &StatsQuery::new(scope))
+                .await
+                .unwrap(),
+            StatsReport::from_rows(StatsQuery::new(scope), &rows),
             "{scope:?}"
         );
     }
-    let all = stats_report(&mut connection, StatsScope::All)
+    let all = stats_report(&mut connection, &StatsQuery::new(StatsScope::All))
         .await
         .unwrap();
     assert_eq!(all.groups.len(), 1);

@@ -8,7 +8,9 @@ use mailtrail_core::event_key::event_key;
 use mailtrail_core::mailgun::status::mapped;
 use mailtrail_core::{Event, EventKind, EventRow, MessageId, MessageState, Severity};
 use mailtrail_store::schema::{email_events, sent_emails};
-use mailtrail_store::{StatsScope, StoreConnection, status_counts, upsert_events};
+use mailtrail_store::{
+    Source, StatsQuery, StatsScope, StoreConnection, status_counts, upsert_events,
+};
 use mailtrail_testing::TestDatabase;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -268,17 +270,25 @@ async fn stats_count_messages_by_backer_project_subject_and_overall() {
     };
     assert_eq!(
         summary(
-            status_counts(&mut connection, StatsScope::Backer(1))
-                .await
-                .unwrap()
+            status_counts(
+                &mut connection,
+                &StatsQuery::new(StatsScope::Backer(1)),
+                Source::Counters
+            )
+            .await
+            .unwrap()
         ),
         [("".into(), "delivered".into(), 2, 1)]
     );
     assert_eq!(
         summary(
-            status_counts(&mut connection, StatsScope::Project(10))
-                .await
-                .unwrap()
+            status_counts(
+                &mut connection,
+                &StatsQuery::new(StatsScope::Project(10)),
+                Source::Counters
+            )
+            .await
+            .unwrap()
         ),
         [
             ("".into(), "delivered".into(), 2, 1),
@@ -287,9 +297,13 @@ async fn stats_count_messages_by_backer_project_subject_and_overall() {
     );
     assert_eq!(
         summary(
-            status_counts(&mut connection, StatsScope::ProjectBySubject(10))
-                .await
-                .unwrap()
+            status_counts(
+                &mut connection,
+                &StatsQuery::new(StatsScope::ProjectBySubject(10)),
+                Source::Counters
+            )
+            .await
+            .unwrap()
         ),
         [
             ("Update".into(), "delivered".into(), 1, 0),
@@ -297,15 +311,23 @@ async fn stats_count_messages_by_backer_project_subject_and_overall() {
             ("Welcome".into(), "delivered".into(), 1, 1),
         ]
     );
-    let all = status_counts(&mut connection, StatsScope::All)
-        .await
-        .unwrap();
+    let all = status_counts(
+        &mut connection,
+        &StatsQuery::new(StatsScope::All),
+        Source::Counters,
+    )
+    .await
+    .unwrap();
     assert_eq!(all.iter().map(|row| row.messages).sum::<i64>(), 4);
     assert!(
-        status_counts(&mut connection, StatsScope::Backer(99))
-            .await
-            .unwrap()
-            .is_empty()
+        status_counts(
+            &mut connection,
+            &StatsQuery::new(StatsScope::Backer(99)),
+            Source::Counters
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
 }
 

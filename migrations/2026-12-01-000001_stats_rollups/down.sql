@@ -1,0 +1,16 @@
+DROP TRIGGER sent_emails_rollup_insert ON sent_emails;
+DROP TRIGGER sent_emails_rollup_update ON sent_emails;
+DROP TRIGGER sent_emails_rollup_delete ON sent_emails;
+DROP FUNCTION mailtrail_rebuild_rollups();
+DROP FUNCTION mailtrail_rollup_inserted();
+DROP FUNCTION mailtrail_rollup_updated();
+DROP FUNCTION mailtrail_rollup_deleted();
+DROP FUNCTION mailtrail_apply_rollup_deltas(mailtrail_rollup_delta[]);
+DROP FUNCTION mailtrail_rollup_delta_of(sent_emails, int);
+DROP TYPE mailtrail_rollup_delta;
+DROP TABLE system_rollups;
+DROP TABLE project_rollups;
+DROP INDEX sent_emails_backer_id_idx;
+CREATE INDEX sent_emails_backer_id_idx ON sent_emails (backer_id);
+ALTER TABLE email_events DROP COLUMN bot_kind;
+ALTER TABLE sent_emails DROP COLUMN bot_click_count, DROP COLUMN first_event_at;
