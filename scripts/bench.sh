@@ -12,7 +12,9 @@
 # 3. worker: a pre-filled backlog drained by the real release worker;
 # 4. end to end: receiver and worker together at two offered rates (one this machine should
 #    sustain, and the 25,000/s target): backlog and lag;
-# 5. a summary table (stdout and target/bench/summary.md).
+# 5. statistics: a database of its own seeded to 250,000 and then 2,500,000 messages through the
+#    worker's statement; each question timed from the counters and by a plain GROUP BY;
+# 6. a summary table (stdout and target/bench/summary.md).
 #
 # It runs a redis-server of its own (production settings: AOF, appendfsync always, noeviction)
 # on a free port with its data in a temp dir, and a database of its own on the shared Postgres;
@@ -21,7 +23,8 @@
 # Knobs (environment): BENCH_CONNECTIONS (32), BENCH_SECONDS (10), BENCH_RATE (2000),
 # BENCH_FILL (200000), BENCH_BATCH (1000), BENCH_ROUNDS (3), BENCH_E2E_RATE (25000),
 # BENCH_E2E_SUSTAINED_RATE (8000), BENCH_E2E_SECONDS (20),
-# BENCH_HTTP_WORKERS (0 = one per core), BENCH_CRITERION (1 = also run the parse
+# BENCH_HTTP_WORKERS (0 = one per core), BENCH_STATS_SIZES (250000,2500000; 0 skips the statistics
+# stage), BENCH_CRITERION (1 = also run the parse
 # micro-benchmarks), MAILTRAIL_TEST_DATABASE_URL (admin URL of the Postgres to use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +40,8 @@ E2E_SUSTAINED_RATE=${BENCH_E2E_SUSTAINED_RATE:-8000}
 HTTP_WORKERS=${BENCH_HTTP_WORKERS:-0}
 CRITERION=${BENCH_CRITERION:-1}
 REDIS_REQUESTS=${BENCH_REDIS_REQUESTS:-400000}
-TIMEOUT_SECS=${BENCH_TIMEOUT_SECS:-900}
+TIMEOUT_SECS=${BENCH_TIMEOUT_SECS:-1800}
+STATS_SIZES=${BENCH_STATS_SIZES:-250000,2500000}
 ROUNDS=${BENCH_ROUNDS:-3}
 ADMIN_URL=${MAILTRAIL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 SIGNING_KEY=bench-signing-key
@@ -70,6 +74,7 @@ cleanup() {
   stop_pid "$WORKER_PID"
   stop_pid "$REDIS_PID"
   psql "$ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 || true
+  psql "$ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS ${DB_NAME}_stats WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
   [ -z "$WATCHDOG_PID" ] || kill "$WATCHDOG_PID" 2>/dev/null || true
   exit "$status"
@@ -126,7 +131,11 @@ psql "$ADMIN_URL" -qAtc "CREATE DATABASE $DB_NAME" >/dev/null
 RECEIVER_PORT=$(free_port)
 mailtrail migrate >/dev/null
 echo "database $DB_NAME on PostgreSQL $PG_VERSION, migrated"
-truncate_tables() { psql "$DATABASE_URL" -qAtc 'TRUNCATE email_events, sent_emails' >/dev/null; }
+truncate_tables() {
+  psql "$DATABASE_URL" -qAtc 'TRUNCATE email_events, sent_emails, project_rollups, system_rollups' >/dev/null
+}
+# The statistics counters are kept by triggers on sent_emails; the drain is timed with and without.
+counters() { psql "$DATABASE_URL" -qAtc "ALTER TABLE sent_emails $1 TRIGGER USER" >/dev/null; }
 
 # Rewrites Redis' append-only file and waits until it is done (after any rewrite in progress).
 aof_idle() {
@@ -215,39 +224,49 @@ psql "$DATABASE_URL" -qAtc 'CHECKPOINT' >/dev/null
 mailtrail_bench --sql-baseline "$FILL" --batch-size "$BATCH" --json | tee "$WORK/sql.json"
 SQL_RATE=$(jq -r .per_s "$WORK/sql.json")
 
-log "worker: drain $FILL pre-filled envelopes, batch size $BATCH"
-truncate_tables
-psql "$DATABASE_URL" -qAtc 'CHECKPOINT' >/dev/null
-mailtrail_bench --fill "$FILL" --json | tee "$WORK/fill.json"
-[ "$(rcli llen "${PREFIX}events")" = "$FILL" ] || { echo "fill did not push $FILL envelopes" >&2; exit 1; }
-# Compact the append-only file now, with the backlog in it, so the drain is not timed while
-# Redis rewrites the 400 MB the fill just appended.
-rewrite_aof
-env DATABASE_URL="$DATABASE_URL" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
-  MAILTRAIL_REDIS_PREFIX="$PREFIX" MAILTRAIL_WORKER_ID="$WORKER_ID" \
-  MAILTRAIL_BATCH_SIZE="$BATCH" MAILTRAIL_MIGRATE=false RUST_LOG=info \
-  "$RELEASE_DIR"/mailtrail-worker >>"$WORK/worker.log" 2>&1 &
-WORKER_PID=$!
-# Timed from the first claim to the last settle (the processing list empty again), by Redis'
-# own clock, sampled every 10 ms over one redis-cli connection (a process per sample would take
-# a noticeable share of the 2 cores away from the worker it measures).
-DRAIN_PROBE="local t = redis.call('TIME')
-return redis.call('LLEN', KEYS[1]) .. ' ' .. redis.call('LLEN', KEYS[2]) .. ' '
-  .. string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))"
-read -r DRAIN_START DRAIN_END < <(
-  rcli -r -1 -i 0.01 eval "$DRAIN_PROBE" 2 "${PREFIX}events" "${PREFIX}processing:$WORKER_ID" \
-    | awk -v fill="$FILL" '
-        NR == 1 { first = $3 }
-        start == "" && $1 < fill { start = $3 }
-        start != "" && $1 == 0 && $2 == 0 { print start, $3; exit }
-        $3 - first > 120000 { print "", ""; exit }'
-) || true
-[ -n "$DRAIN_END" ] || { echo "the worker did not drain the backlog in 120 s" >&2; tail -20 "$WORK/worker.log" >&2; exit 1; }
-STORED=$(psql "$DATABASE_URL" -qAtc 'SELECT count(*) FROM email_events')
-DRAIN_MS=$(( DRAIN_END - DRAIN_START ))
-WORKER_RATE=$(awk -v n="$FILL" -v ms="$DRAIN_MS" 'BEGIN {printf "%.0f", n * 1000 / ms}')
-echo "drained $FILL envelopes in ${DRAIN_MS} ms: $WORKER_RATE events/s; email_events holds $STORED rows"
-[ "$STORED" = "$FILL" ] || { echo "expected $FILL stored events, found $STORED" >&2; exit 1; }
+# Drains $FILL pre-filled envelopes with a fresh worker; sets WORKER_RATE. The worker keeps
+# running afterwards (the end-to-end stage uses it); a second call stops the first worker.
+drain() {
+  log "worker: drain $FILL pre-filled envelopes, batch size $BATCH ($1)"
+  if [ -n "$WORKER_PID" ]; then stop_pid "$WORKER_PID"; WORKER_PID=""; fi
+  truncate_tables
+  psql "$DATABASE_URL" -qAtc 'CHECKPOINT' >/dev/null
+  mailtrail_bench --fill "$FILL" --json | tee "$WORK/fill.json"
+  [ "$(rcli llen "${PREFIX}events")" = "$FILL" ] || { echo "fill did not push $FILL envelopes" >&2; exit 1; }
+  # Compact the append-only file now, with the backlog in it, so the drain is not timed while
+  # Redis rewrites the 400 MB the fill just appended.
+  rewrite_aof
+  env DATABASE_URL="$DATABASE_URL" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+    MAILTRAIL_REDIS_PREFIX="$PREFIX" MAILTRAIL_WORKER_ID="$WORKER_ID" \
+    MAILTRAIL_BATCH_SIZE="$BATCH" MAILTRAIL_MIGRATE=false RUST_LOG=info \
+    "$RELEASE_DIR"/mailtrail-worker >>"$WORK/worker.log" 2>&1 &
+  WORKER_PID=$!
+  # Timed from the first claim to the last settle (the processing list empty again), by Redis'
+  # own clock, sampled every 10 ms over one redis-cli connection (a process per sample would take
+  # a noticeable share of the 2 cores away from the worker it measures).
+  DRAIN_PROBE="local t = redis.call('TIME')
+  return redis.call('LLEN', KEYS[1]) .. ' ' .. redis.call('LLEN', KEYS[2]) .. ' '
+    .. string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))"
+  read -r DRAIN_START DRAIN_END < <(
+    rcli -r -1 -i 0.01 eval "$DRAIN_PROBE" 2 "${PREFIX}events" "${PREFIX}processing:$WORKER_ID" \
+      | awk -v fill="$FILL" '
+          NR == 1 { first = $3 }
+          start == "" && $1 < fill { start = $3 }
+          start != "" && $1 == 0 && $2 == 0 { print start, $3; exit }
+          $3 - first > 120000 { print "", ""; exit }'
+  ) || true
+  [ -n "$DRAIN_END" ] || { echo "the worker did not drain the backlog in 120 s" >&2; tail -20 "$WORK/worker.log" >&2; exit 1; }
+  STORED=$(psql "$DATABASE_URL" -qAtc 'SELECT count(*) FROM email_events')
+  DRAIN_MS=$(( DRAIN_END - DRAIN_START ))
+  WORKER_RATE=$(awk -v n="$FILL" -v ms="$DRAIN_MS" 'BEGIN {printf "%.0f", n * 1000 / ms}')
+  echo "drained $FILL envelopes in ${DRAIN_MS} ms: $WORKER_RATE events/s; email_events holds $STORED rows"
+  [ "$STORED" = "$FILL" ] || { echo "expected $FILL stored events, found $STORED" >&2; exit 1; }
+}
+counters DISABLE
+drain "statistics counters off"
+WORKER_RATE_NO_COUNTERS=$WORKER_RATE
+counters ENABLE
+drain "statistics counters on"
 
 # ---------------------------------------------------------------------------------------------
 # End to end at an offered rate: the receiver (info) and the worker together, the backlog sampled
@@ -298,6 +317,17 @@ WORKER_HWM=$(hwm_kb "$WORKER_PID")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------------------------------------
+if [ "$STATS_SIZES" != 0 ]; then
+  log "statistics: seed $STATS_SIZES messages through the worker's statement, time the questions"
+  stop_pid "$WORKER_PID"; WORKER_PID=""
+  stop_pid "$RECEIVER_PID"; RECEIVER_PID=""
+  psql "$ADMIN_URL" -qAtc "CREATE DATABASE ${DB_NAME}_stats" >/dev/null
+  DATABASE_URL="${ADMIN_URL%/*}/${DB_NAME}_stats" mailtrail migrate >/dev/null
+  DATABASE_URL="${ADMIN_URL%/*}/${DB_NAME}_stats" mailtrail_bench --stats "$STATS_SIZES" --json \
+    | tee "$WORK/stats.jsonl"
+fi
+
+# ---------------------------------------------------------------------------------------------
 CRITERION_TEXT=""
 if [ "$CRITERION" = 1 ]; then
   log "criterion micro-benchmarks (mailtrail-core parse), short warm-up and measurement"
@@ -344,10 +374,19 @@ SUMMARY="$OUT_DIR/summary.md"
   echo "| receiver at $RATE req/s offered | $(latency "$WORK/receiver-rate.json") ($(errors "$WORK/receiver-rate.json")) | bare LPUSH p99 $(j "$WORK/lpush-rate.json" .p99_ms) ms | | p99 < 2 ms |"
   echo "| store upsert alone, batches of $BATCH | $(printf '%.0f' "$SQL_RATE") rows/s | | | |"
   echo "| worker drain of $FILL envelopes | $WORKER_RATE events/s | upsert alone | $(ratio "$WORKER_RATE" "$SQL_RATE") | >= 70% |"
+  echo "| worker drain with the statistics counters | $WORKER_RATE events/s | the same drain without them: $WORKER_RATE_NO_COUNTERS events/s | $(ratio "$WORKER_RATE" "$WORKER_RATE_NO_COUNTERS") | >= 85% |"
   e2e_row "$E2E_SUSTAINED_RATE"
   e2e_row "$E2E_RATE"
   echo "| peak RSS receiver (VmHWM) | $(mb "$RECEIVER_HWM") (info rounds, $RATE/s, end to end); $(mb "$RECEIVER_WARN_HWM") (warn round) | | | < 30 MB |"
   echo "| peak RSS worker (VmHWM) | $(mb "$WORKER_HWM") (drain + end to end) | | | < 60 MB |"
+  if [ -s "$WORK/stats.jsonl" ]; then
+    echo
+    echo "Statistics (medians; counters: $STATS_SIZES messages seeded through the worker's statement; target < 20 ms):"
+    echo
+    echo "| messages | question | range | groups | from the counters | plain GROUP BY over sent_emails |"
+    echo "|---|---|---|---|---|---|"
+    grep '^{' "$WORK/stats.jsonl" | jq -r '"| \(.messages) | \(.question) | \(.range) | \(.groups) | \(.counters_ms * 100 | round / 100) ms | \(.group_by_ms * 10 | round / 10) ms |"'
+  fi
   if [ -n "$CRITERION_TEXT" ]; then
     echo
     echo "criterion (mailtrail-core, --warm-up-time 1 --measurement-time 2):"

@@ -6,6 +6,7 @@
 //! | bare `LPUSH` | `--lpush-baseline [--connections N] [--duration D] [--rate R]` | [`load`], [`senders`] | Redis |
 //! | backlog fill | `--fill N` | [`bulk`] | Redis |
 //! | SQL baseline | `--sql-baseline N [--batch-size B]` | [`bulk`] | Postgres |
+//! | statistics | `--stats 250000,2500000` | [`stats_stage`] | Postgres (a database of its own) |
 //!
 //! - **HTTP** posts realistic, signed JSON webhooks ([`bodies`]: about 2 KB each, a unique token
 //!   each, three events per message id) to a receiver over `--connections` keep-alive HTTP/1.1
@@ -27,6 +28,7 @@ pub mod bulk;
 pub mod environment;
 pub mod load;
 pub mod senders;
+pub mod stats_stage;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -79,6 +81,11 @@ pub struct BenchArgs {
     /// Events per statement for --sql-baseline (the worker's MAILTRAIL_BATCH_SIZE).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
+    /// Seed a database up to each of these message counts (ascending, comma-separated) through
+    /// the worker's statement and time the four statistics questions from the counters and by
+    /// GROUP BY (needs DATABASE_URL; a database of its own: it writes millions of rows).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["rate", "fill", "sql_baseline", "sent_log", "lpush_baseline"])]
+    pub stats: Option<Vec<u64>>,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -90,7 +97,9 @@ pub async fn run(
     args: &BenchArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    if let Some(count) = args.fill {
+    if let Some(sizes) = &args.stats {
+        stats_stage::run(config, sizes, args.json, out).await?;
+    } else if let Some(count) = args.fill {
         bulk::fill(config, count).await?.write(out, args.json)?;
     } else if let Some(count) = args.sql_baseline {
         bulk::sql_baseline(config, count, args.batch_size as usize)
