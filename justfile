@@ -13,10 +13,11 @@ default:
 dev:
     scripts/dev.sh
 
-# Stop the receiver and worker started by `just dev` (and throwaway Postgres/Redis under .dev/).
+# Stop the receiver, worker and API started by `just dev` (and throwaway Postgres/Redis under .dev/).
 stop:
     -@[ -f .dev/receiver.pid ] && kill "$(cat .dev/receiver.pid)" 2>/dev/null; rm -f .dev/receiver.pid
     -@[ -f .dev/worker.pid ] && kill "$(cat .dev/worker.pid)" 2>/dev/null; rm -f .dev/worker.pid
+    -@[ -f .dev/api.pid ] && kill "$(cat .dev/api.pid)" 2>/dev/null; rm -f .dev/api.pid
     scripts/services.sh stop
 
 # Run every test against the real Postgres and Redis (started if needed).

@@ -3,9 +3,11 @@
 #
 # 1. Postgres and Redis (scripts/services.sh ensure);
 # 2. a `mailtrail` database, migrated;
-# 3. mailtrail-receiver and mailtrail-worker in the background (logs and pids in .dev/);
+# 3. mailtrail-receiver, mailtrail-worker and mailtrail-api in the background (logs and pids in
+#    .dev/);
 # 4. signed sample events through the receiver (`mailtrail send-sample`);
-# 5. the deliverability table once the worker has drained the backlog.
+# 5. the deliverability table once the worker has drained the backlog, and a ready-to-paste
+#    `curl` of the read API with a fresh token.
 # The services keep running; `just stop` stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,7 @@ export MAILTRAIL_REDIS_PREFIX="${MAILTRAIL_REDIS_PREFIX:-mailtrail:}"
 # A key for local samples only; production uses the Mailgun account's webhook signing key.
 export MAILTRAIL_SIGNING_KEYS="${MAILTRAIL_SIGNING_KEYS:-dev-signing-key}"
 export MAILTRAIL_RECEIVER_URL="http://$MAILTRAIL_BIND"
+export MAILTRAIL_API_BIND="${MAILTRAIL_API_BIND:-127.0.0.1:8081}"
 export RUST_LOG="${RUST_LOG:-info}"
 DEV_DIR="$PWD/.dev"
 mkdir -p "$DEV_DIR/logs"
@@ -45,13 +48,16 @@ stop_pid() {
   rm -f "$file"
 }
 
-echo "--- starting mailtrail-receiver on $MAILTRAIL_BIND and mailtrail-worker"
+echo "--- starting mailtrail-receiver on $MAILTRAIL_BIND, mailtrail-worker and mailtrail-api on $MAILTRAIL_API_BIND"
 stop_pid receiver
 stop_pid worker
+stop_pid api
 "$BIN/mailtrail-receiver" >"$DEV_DIR/logs/receiver.log" 2>&1 &
 echo $! >"$DEV_DIR/receiver.pid"
 "$BIN/mailtrail-worker" >"$DEV_DIR/logs/worker.log" 2>&1 &
 echo $! >"$DEV_DIR/worker.pid"
+"$BIN/mailtrail-api" >"$DEV_DIR/logs/api.log" 2>&1 &
+echo $! >"$DEV_DIR/api.pid"
 
 for _ in $(seq 1 100); do
   if (exec 3<>"/dev/tcp/${MAILTRAIL_BIND%:*}/${MAILTRAIL_BIND##*:}") 2>/dev/null; then break; fi
@@ -84,4 +90,11 @@ echo
 echo "=== queue"
 "$BIN/mailtrail" queue status
 echo
-echo "receiver and worker keep running (logs in .dev/logs/); stop them with: just stop"
+echo
+echo "=== the read API (docs/api.md), with a token made just now"
+token=$("$BIN/mailtrail" api-token create --name "dev-$(date +%s)")
+echo "curl -s -H 'Authorization: Bearer $token' http://$MAILTRAIL_API_BIND/v1/projects/1/stats?by=subject"
+curl -s -H "Authorization: Bearer $token" "http://$MAILTRAIL_API_BIND/v1/projects/1/stats?by=subject" | head -c 400 || true
+echo
+echo
+echo "receiver, worker and api keep running (logs in .dev/logs/); stop them with: just stop"

@@ -9,7 +9,7 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   exit 0
 fi
 bin="$(cd "${CARGO_TARGET_DIR:-target}/debug" && pwd)"
-for binary in mailtrail-receiver mailtrail-worker; do
+for binary in mailtrail-receiver mailtrail-worker mailtrail-api; do
   [ -x "$bin/$binary" ] || { echo "error: build $binary first (cargo build --bins)" >&2; exit 1; }
 done
 work=$(mktemp -d)

@@ -5,6 +5,7 @@
 //! | `migrate` | [`migrate`] | Postgres |
 //! | `stats --backer N \| --project N [--by-subject] \| --all [--since D] [--until D] [--daily] [--json]` | [`stats`] | Postgres |
 //! | `rollups rebuild \| verify` | [`rollups`] | Postgres |
+//! | `api-token create --name N [--project ID] \| list \| revoke NAME` | [`api_token`] | Postgres |
 //! | `events --message-id ID \| --recipient ADDR [--limit N] [--json]` | [`timeline`] | Postgres |
 //! | `queue status [--json]` | [`queue_status`] | Redis |
 //! | `dead list \| show \| replay \| purge` | [`dead`] | Redis |
@@ -18,6 +19,7 @@
 //! crate only presents them. The load generator is a binary of its own (`mailtrail-bench`), so
 //! the operator's tool links no HTTP stack and not the worker.
 
+pub mod api_token;
 pub mod clock;
 pub mod config;
 pub mod dead;
@@ -71,6 +73,12 @@ pub enum Command {
     },
     /// The event history of a message or a recipient.
     Events(timeline::EventsArgs),
+    /// Create, list or revoke read API tokens.
+    ApiToken {
+        /// What to do.
+        #[command(subcommand)]
+        command: api_token::ApiTokenCommand,
+    },
     /// Rebuild or verify the statistics counters.
     Rollups {
         /// What to do.
@@ -99,6 +107,7 @@ pub async fn run(
         Command::SendSample(args) => sample::run(config, args, out).await?,
         Command::Events(args) => timeline::run(config, args, out).await?,
         Command::Rollups { command } => rollups::run(config, command, out).await?,
+        Command::ApiToken { command } => api_token::run(config, command, out).await?,
         Command::Queue {
             command: QueueCommand::Status(args),
         } => queue_status::run(&connect_queue(config).await?, args, out).await?,

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use mailtrail_api::config::ApiEnv;
 use mailtrail_cli::CliEnv;
 use mailtrail_receiver::config::ReceiverEnv;
 use mailtrail_telemetry::LogEnv;
@@ -21,24 +22,26 @@ const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../RE
 const OUTSIDE_THE_STRUCTS: &[(&str, &[Binary])] = &[
     // tracing-subscriber's `EnvFilter` reads it in `mailtrail_telemetry::init_logging`, which the
     // two services call first thing; the CLI sets up no logging.
-    ("RUST_LOG", &[Binary::Receiver, Binary::Worker]),
+    ("RUST_LOG", &[Binary::Receiver, Binary::Worker, Binary::Api]),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Binary {
     Receiver,
     Worker,
+    Api,
     Cli,
 }
 
 impl Binary {
-    const ALL: [Self; 3] = [Self::Receiver, Self::Worker, Self::Cli];
+    const ALL: [Self; 4] = [Self::Receiver, Self::Worker, Self::Api, Self::Cli];
 
     /// The binary's variables, from the field names of the structs it reads the environment into.
     fn variables_in_code(self) -> BTreeSet<String> {
         let structs: &[&[&str]] = match self {
             Self::Receiver => &[field_names::<ReceiverEnv>(), field_names::<LogEnv>()],
             Self::Worker => &[field_names::<WorkerEnv>(), field_names::<LogEnv>()],
+            Self::Api => &[field_names::<ApiEnv>(), field_names::<LogEnv>()],
             Self::Cli => &[field_names::<CliEnv>()],
         };
         let outside = OUTSIDE_THE_STRUCTS
@@ -65,6 +68,11 @@ impl Binary {
             Self::Worker => format!(
                 "{:?} {:?}",
                 envy::from_iter::<_, WorkerEnv>(vars())?,
+                envy::from_iter::<_, LogEnv>(vars())?
+            ),
+            Self::Api => format!(
+                "{:?} {:?}",
+                envy::from_iter::<_, ApiEnv>(vars())?,
                 envy::from_iter::<_, LogEnv>(vars())?
             ),
             Self::Cli => format!("{:?}", envy::from_iter::<_, CliEnv>(vars())?),
@@ -142,9 +150,10 @@ fn parse_used_by(variable: &str, cell: &str) -> Vec<Binary> {
     for name in names.split(',').map(str::trim) {
         match name {
             "all" => used_by.extend(Binary::ALL),
-            "all services" => used_by.extend([Binary::Receiver, Binary::Worker]),
+            "all services" => used_by.extend([Binary::Receiver, Binary::Worker, Binary::Api]),
             "receiver" => used_by.push(Binary::Receiver),
             "worker" => used_by.push(Binary::Worker),
+            "api" => used_by.push(Binary::Api),
             "cli" => used_by.push(Binary::Cli),
             other => panic!(
                 "README: `{variable}` is used by `{other}`, which this test does not know; \

@@ -7,12 +7,15 @@
 //! - [`upsert_events`] writes a whole batch in one statement: new events go into the append-only
 //!   `email_events` table (deduplicated on their key) and only those update `sent_emails`, with
 //!   the precedence rule of `mailtrail_core::status` expressed in SQL.
+//! - [`tokens`] keeps the read API's tokens (hashed, scoped); [`messages`] lists sent messages in
+//!   keyset pages and shows one with its timeline.
 //! - [`stats`] answers the deliverability questions, one row per (day, subject, status), from
 //!   counters kept in the same transaction as the rows ([`rollups`] rebuilds and verifies them),
 //!   and [`report`] folds them into the groups and rates that the CLI and the read API present.
 
 mod connection;
 mod error;
+pub mod messages;
 mod migrate;
 pub mod pool;
 pub mod report;
@@ -20,6 +23,7 @@ pub mod rollups;
 pub mod schema;
 pub mod stats;
 mod timeline;
+pub mod tokens;
 mod upsert;
 
 pub use connection::{StoreConnection, connect};

@@ -1,0 +1,9 @@
+//! mailtrail-api on port 0 against real Postgres and Redis, with data put in through the real
+//! receiver and worker: every endpoint's answer for known stories, ranges, pagination, every
+//! scope rule, every bad parameter, revoked tokens, health and metrics.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+mod endpoints;
+mod scope;
+mod support;
