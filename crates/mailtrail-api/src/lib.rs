@@ -15,6 +15,7 @@
 //! | `GET /v1/messages?backer_id=&project_id=&status=&since=&until=&limit=&cursor=` | messages, newest first | a project token: its project's |
 //! | `GET /v1/messages/{message_id}` | a message's rows and events | a project token: its project's (else 404) |
 //! | `GET /healthz`, `GET /readyz` | the process; Postgres | none |
+//! | `GET /v1/openapi.json` | the OpenAPI document, generated from the handlers | none |
 //!
 //! Every statistics endpoint takes `since` and `until` (inclusive days, UTC). Errors are
 //! `{"error": "..."}` ([`error`]); `/metrics` is served on a bind of its own ([`metrics`]).
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod params;
 pub mod routes;
 
@@ -112,7 +114,8 @@ impl Application {
                                 web::get().to(routes::backer_stats),
                             )
                             .route("/messages", web::get().to(routes::messages))
-                            .route("/messages/{message_id}", web::get().to(routes::message)),
+                            .route("/messages/{message_id}", web::get().to(routes::message))
+                            .route("/openapi.json", web::get().to(openapi::openapi_json)),
                     )
                     .route("/healthz", web::get().to(routes::healthz))
                     .route("/readyz", web::get().to(routes::readyz))

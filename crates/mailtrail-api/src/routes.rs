@@ -28,6 +28,19 @@ async fn report(pool: &StorePool, query: StatsQuery) -> Result<web::Json<StatsRe
 }
 
 /// `GET /v1/stats`: the whole system (unscoped tokens only).
+#[utoipa::path(get, path = "/v1/stats", tag = "statistics",
+    params(
+        ("since" = Option<String>, Query, description = "First day counted, YYYY-MM-DD (UTC, inclusive)"),
+        ("until" = Option<String>, Query, description = "Last day counted, YYYY-MM-DD (UTC, inclusive)"),
+    ),
+    responses(
+        (status = 200, description = "The statistics report of the whole system", body = Object),
+        (status = 400, description = "A bad parameter, named in `error`", body = Object),
+        (status = 401, description = "No, unknown or revoked token", body = Object),
+        (status = 403, description = "A project token", body = Object),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn system_stats(
     caller: Caller,
     pool: web::Data<StorePool>,
@@ -43,6 +56,21 @@ pub async fn system_stats(
 }
 
 /// `GET /v1/projects/{project_id}/stats?by=subject`: one project, optionally by subject.
+#[utoipa::path(get, path = "/v1/projects/{project_id}/stats", tag = "statistics",
+    params(
+        ("project_id" = i64, Path, description = "The project"),
+        ("by" = Option<String>, Query, description = "`subject` for one group per subject"),
+        ("since" = Option<String>, Query, description = "First day counted, YYYY-MM-DD (UTC, inclusive)"),
+        ("until" = Option<String>, Query, description = "Last day counted, YYYY-MM-DD (UTC, inclusive)"),
+    ),
+    responses(
+        (status = 200, description = "The statistics report of the project", body = Object),
+        (status = 400, description = "A bad parameter, named in `error`", body = Object),
+        (status = 401, description = "No, unknown or revoked token", body = Object),
+        (status = 403, description = "A token of another project", body = Object),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn project_stats(
     caller: Caller,
     pool: web::Data<StorePool>,
@@ -66,6 +94,20 @@ pub async fn project_stats(
 }
 
 /// `GET /v1/projects/{project_id}/daily`: one project, one group per day.
+#[utoipa::path(get, path = "/v1/projects/{project_id}/daily", tag = "statistics",
+    params(
+        ("project_id" = i64, Path, description = "The project"),
+        ("since" = Option<String>, Query, description = "First day counted, YYYY-MM-DD (UTC, inclusive)"),
+        ("until" = Option<String>, Query, description = "Last day counted, YYYY-MM-DD (UTC, inclusive)"),
+    ),
+    responses(
+        (status = 200, description = "The project's statistics, one group per day", body = Object),
+        (status = 400, description = "A bad parameter, named in `error`", body = Object),
+        (status = 401, description = "No, unknown or revoked token", body = Object),
+        (status = 403, description = "A token of another project", body = Object),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn project_daily(
     caller: Caller,
     pool: web::Data<StorePool>,
@@ -83,6 +125,20 @@ pub async fn project_daily(
 
 /// `GET /v1/backers/{backer_id}/stats`: one backer across projects (unscoped tokens only; a
 /// project token lists a backer's messages of its project with `/v1/messages?backer_id=`).
+#[utoipa::path(get, path = "/v1/backers/{backer_id}/stats", tag = "statistics",
+    params(
+        ("backer_id" = i64, Path, description = "The backer"),
+        ("since" = Option<String>, Query, description = "First day counted, YYYY-MM-DD (UTC, inclusive)"),
+        ("until" = Option<String>, Query, description = "Last day counted, YYYY-MM-DD (UTC, inclusive)"),
+    ),
+    responses(
+        (status = 200, description = "The statistics report of the backer", body = Object),
+        (status = 400, description = "A bad parameter, named in `error`", body = Object),
+        (status = 401, description = "No, unknown or revoked token", body = Object),
+        (status = 403, description = "A project token", body = Object),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn backer_stats(
     caller: Caller,
     pool: web::Data<StorePool>,
@@ -108,6 +164,24 @@ struct MessagesPage {
 
 /// `GET /v1/messages`: sent messages, newest first, in keyset pages; a project token sees its
 /// project's only.
+#[utoipa::path(get, path = "/v1/messages", tag = "messages",
+    params(
+        ("backer_id" = Option<i64>, Query, description = "Only this backer's messages"),
+        ("project_id" = Option<i64>, Query, description = "Only this project's messages"),
+        ("status" = Option<String>, Query, description = "Only messages in this status"),
+        ("since" = Option<String>, Query, description = "First day, YYYY-MM-DD (UTC)"),
+        ("until" = Option<String>, Query, description = "Last day, YYYY-MM-DD (UTC)"),
+        ("limit" = Option<i64>, Query, description = "Messages per page, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "A previous page's next_cursor"),
+    ),
+    responses(
+        (status = 200, description = "`{messages, next_cursor}`, newest first", body = Object),
+        (status = 400, description = "A bad parameter, named in `error`", body = Object),
+        (status = 401, description = "No, unknown or revoked token", body = Object),
+        (status = 403, description = "project_id of another project", body = Object),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn messages(
     caller: Caller,
     pool: web::Data<StorePool>,
@@ -174,6 +248,15 @@ struct MessageDocument {
 
 /// `GET /v1/messages/{message_id}`: a message's rows and its event timeline. Another project's
 /// message is "not found" to a project token, so existence does not leak.
+#[utoipa::path(get, path = "/v1/messages/{message_id}", tag = "messages",
+    params(("message_id" = String, Path, description = "The Message-Id, with or without <>")),
+    responses(
+        (status = 200, description = "`{message_id, recipients, events}`", body = Object),
+        (status = 401, description = "No, unknown or revoked token", body = Object),
+        (status = 404, description = "No such message (or another project's)", body = Object),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn message(
     caller: Caller,
     pool: web::Data<StorePool>,
@@ -199,11 +282,18 @@ pub async fn message(
 }
 
 /// `GET /healthz`: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers", body = Object)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: Postgres answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Postgres answers", body = Object),
+        (status = 503, description = "Postgres does not answer", body = Object),
+    ))]
 pub async fn readyz(pool: web::Data<StorePool>) -> Result<HttpResponse, ApiError> {
     use diesel_async::RunQueryDsl;
     let mut connection = connection(&pool).await?;

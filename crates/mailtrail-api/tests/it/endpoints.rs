@@ -220,3 +220,48 @@ async fn health_readiness_and_metrics_on_their_own_port() {
     assert!(!metrics.contains(&token), "a token reached the metrics");
     assert_eq!(api.get("/metrics", None).await.status, 404);
 }
+
+/// Every route the API serves, as actix matches it; the OpenAPI document must list each one.
+const ROUTES: [&str; 8] = [
+    "/v1/stats",
+    "/v1/projects/{project_id}/stats",
+    "/v1/projects/{project_id}/daily",
+    "/v1/backers/{backer_id}/stats",
+    "/v1/messages",
+    "/v1/messages/{message_id}",
+    "/healthz",
+    "/readyz",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_lists_every_route_and_the_bearer_scheme() {
+    let api = TestApi::start().await;
+    let document = api.get("/v1/openapi.json", None).await;
+    assert_eq!(document.status, 200);
+    let paths = document.body["paths"].as_object().unwrap();
+    for route in ROUTES {
+        assert!(
+            paths.contains_key(route),
+            "{route} is missing from the document"
+        );
+        // And the route really is served there (not a 404 from the default service).
+        let concrete = route
+            .replace("{project_id}", "7")
+            .replace("{backer_id}", "42")
+            .replace("{message_id}", "a1@mg.example.com");
+        assert_ne!(api.get(&concrete, None).await.status, 404, "{concrete}");
+    }
+    assert_eq!(paths.len(), ROUTES.len(), "{:?}", paths.keys());
+    assert_eq!(
+        document.body["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let project = &paths["/v1/projects/{project_id}/stats"]["get"]["parameters"];
+    let names: Vec<_> = project
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|parameter| parameter["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["project_id", "by", "since", "until"]);
+}
