@@ -13,7 +13,8 @@
 # 4. end to end: receiver and worker together at two offered rates (one this machine should
 #    sustain, and the 25,000/s target): backlog and lag;
 # 5. statistics: a database of its own seeded to 250,000 and then 2,500,000 messages through the
-#    worker's statement; each question timed from the counters and by a plain GROUP BY;
+#    worker's statement; each question timed from the counters and by a plain GROUP BY; then the
+#    read API on it under wrk (16 connections): requests/s, p50 and p99 per endpoint;
 # 6. a summary table (stdout and target/bench/summary.md).
 #
 # It runs a redis-server of its own (production settings: AOF, appendfsync always, noeviction)
@@ -55,7 +56,7 @@ mkdir -p "$OUT_DIR"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mailtrail-bench.XXXXXX")
 DB_NAME="mailtrail_bench_$$"
 DATABASE_URL="${ADMIN_URL%/*}/$DB_NAME"
-REDIS_PID="" RECEIVER_PID="" WORKER_PID="" SAMPLER_PID="" WATCHDOG_PID=""
+REDIS_PID="" RECEIVER_PID="" WORKER_PID="" SAMPLER_PID="" WATCHDOG_PID="" API_PID=""
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
@@ -72,6 +73,7 @@ cleanup() {
   stop_pid "$SAMPLER_PID"
   stop_pid "$RECEIVER_PID"
   stop_pid "$WORKER_PID"
+  stop_pid "$API_PID"
   stop_pid "$REDIS_PID"
   psql "$ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 || true
   psql "$ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS ${DB_NAME}_stats WITH (FORCE)" >/dev/null 2>&1 || true
@@ -113,7 +115,7 @@ CORES=$(nproc)
 echo "cores: $CORES, cpu: $CPU_MODEL, load average before: $LOAD_BEFORE"
 
 log "building (cargo build --release)"
-cargo build --release --quiet -p mailtrail-receiver -p mailtrail-worker -p mailtrail-cli -p mailtrail-bench
+cargo build --release --quiet -p mailtrail-receiver -p mailtrail-worker -p mailtrail-cli -p mailtrail-bench -p mailtrail-api
 RUSTC_VERSION=$(rustc --version)
 REDIS_VERSION=$(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/')
 PG_VERSION=$(psql "$ADMIN_URL" -qAtc 'SHOW server_version')
@@ -325,6 +327,26 @@ if [ "$STATS_SIZES" != 0 ]; then
   DATABASE_URL="${ADMIN_URL%/*}/${DB_NAME}_stats" mailtrail migrate >/dev/null
   DATABASE_URL="${ADMIN_URL%/*}/${DB_NAME}_stats" mailtrail_bench --stats "$STATS_SIZES" --json \
     | tee "$WORK/stats.jsonl"
+
+  # The read API on the largest seeded database: 16 connections from wrk (a second process).
+  if command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1; then
+    log "read API: wrk, 16 connections, ${SECONDS_RUN}s per endpoint, at the largest size"
+    API_PORT=$(free_port)
+    env DATABASE_URL="${ADMIN_URL%/*}/${DB_NAME}_stats" MAILTRAIL_API_BIND="127.0.0.1:$API_PORT" \
+      MAILTRAIL_API_METRICS_BIND="" RUST_LOG=warn "$RELEASE_DIR"/mailtrail-api >>"$WORK/api.log" 2>&1 &
+    API_PID=$!
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT") 2>/dev/null && break; sleep 0.1; done
+    API_TOKEN=$(DATABASE_URL="${ADMIN_URL%/*}/${DB_NAME}_stats" mailtrail api-token create --name bench)
+    for endpoint in "/v1/projects/0/stats?by=subject" "/v1/stats"; do
+      name=$(echo "$endpoint" | tr -c 'a-z0-9\n' '_')
+      wrk -t2 -c16 -d"${SECONDS_RUN}s" --latency -H "Authorization: Bearer $API_TOKEN" \
+        "http://127.0.0.1:$API_PORT$endpoint" | tee "$WORK/wrk-$name.txt"
+      echo "$endpoint" >> "$WORK/wrk-endpoints.txt"
+    done
+    stop_pid "$API_PID"
+  else
+    echo "wrk is not installed and cannot be: the API stage is skipped" >&2
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +408,22 @@ SUMMARY="$OUT_DIR/summary.md"
     echo "| messages | question | range | groups | from the counters | plain GROUP BY over sent_emails |"
     echo "|---|---|---|---|---|---|"
     grep '^{' "$WORK/stats.jsonl" | jq -r '"| \(.messages) | \(.question) | \(.range) | \(.groups) | \(.counters_ms * 100 | round / 100) ms | \(.group_by_ms * 10 | round / 10) ms |"'
+  fi
+  if [ -s "$WORK/wrk-endpoints.txt" ]; then
+    echo
+    echo "Read API at the largest size (wrk, 16 connections, ${SECONDS_RUN}s; targets: p99 < 10 ms, >= 5,000 req/s):"
+    echo
+    echo "| endpoint | requests/s | p50 | p99 | errors |"
+    echo "|---|---|---|---|---|"
+    while read -r endpoint; do
+      name=$(echo "$endpoint" | tr -c 'a-z0-9\n' '_')
+      awk -v endpoint="$endpoint" '
+        $1 == "50%" { p50 = $2 } $1 == "99%" { p99 = $2 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Non-2xx or 3xx responses:/ { errors = $NF }
+        END { printf "| %s | %.0f | %s | %s | %d non-2xx |\n", endpoint, rps, p50, p99, errors }
+      ' "$WORK/wrk-$name.txt"
+    done < "$WORK/wrk-endpoints.txt"
   fi
   if [ -n "$CRITERION_TEXT" ]; then
     echo
