@@ -2,34 +2,38 @@
 
 use chrono::NaiveDate;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::error::{ApiError, quoted};
 
 /// `since` and `until` (inclusive days, UTC), as every statistics endpoint takes them.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RangeParams {
-    /// First day, `YYYY-MM-DD`.
+    /// First day counted, `YYYY-MM-DD` (UTC, inclusive).
     pub since: Option<String>,
-    /// Last day, `YYYY-MM-DD`.
+    /// Last day counted, `YYYY-MM-DD` (UTC, inclusive).
     pub until: Option<String>,
 }
 
 /// The project statistics endpoint's parameters.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ProjectStatsParams {
     /// `subject` for one group per subject.
     pub by: Option<String>,
-    /// First day, `YYYY-MM-DD`.
+    /// First day counted, `YYYY-MM-DD` (UTC, inclusive).
     pub since: Option<String>,
-    /// Last day, `YYYY-MM-DD`.
+    /// Last day counted, `YYYY-MM-DD` (UTC, inclusive).
     pub until: Option<String>,
 }
 
 /// The message list's parameters.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MessageParams {
     /// Only this backer's messages.
     pub backer_id: Option<String>,

@@ -29,10 +29,7 @@ async fn report(pool: &StorePool, query: StatsQuery) -> Result<web::Json<StatsRe
 
 /// `GET /v1/stats`: the whole system (unscoped tokens only).
 #[utoipa::path(get, path = "/v1/stats", tag = "statistics",
-    params(
-        ("since" = Option<String>, Query, description = "First day counted, YYYY-MM-DD (UTC, inclusive)"),
-        ("until" = Option<String>, Query, description = "Last day counted, YYYY-MM-DD (UTC, inclusive)"),
-    ),
+    params(RangeParams),
     responses(
         (status = 200, description = "The statistics report of the whole system", body = Object),
         (status = 400, description = "A bad parameter, named in `error`", body = Object),
@@ -59,9 +56,7 @@ pub async fn system_stats(
 #[utoipa::path(get, path = "/v1/projects/{project_id}/stats", tag = "statistics",
     params(
         ("project_id" = i64, Path, description = "The project"),
-        ("by" = Option<String>, Query, description = "`subject` for one group per subject"),
-        ("since" = Option<String>, Query, description = "First day counted, YYYY-MM-DD (UTC, inclusive)"),
-        ("until" = Option<String>, Query, description = "Last day counted, YYYY-MM-DD (UTC, inclusive)"),
+        ProjectStatsParams,
     ),
     responses(
         (status = 200, description = "The statistics report of the project", body = Object),
@@ -97,8 +92,7 @@ pub async fn project_stats(
 #[utoipa::path(get, path = "/v1/projects/{project_id}/daily", tag = "statistics",
     params(
         ("project_id" = i64, Path, description = "The project"),
-        ("since" = Option<String>, Query, description = "First day counted, YYYY-MM-DD (UTC, inclusive)"),
-        ("until" = Option<String>, Query, description = "Last day counted, YYYY-MM-DD (UTC, inclusive)"),
+        RangeParams,
     ),
     responses(
         (status = 200, description = "The project's statistics, one group per day", body = Object),
@@ -128,8 +122,7 @@ pub async fn project_daily(
 #[utoipa::path(get, path = "/v1/backers/{backer_id}/stats", tag = "statistics",
     params(
         ("backer_id" = i64, Path, description = "The backer"),
-        ("since" = Option<String>, Query, description = "First day counted, YYYY-MM-DD (UTC, inclusive)"),
-        ("until" = Option<String>, Query, description = "Last day counted, YYYY-MM-DD (UTC, inclusive)"),
+        RangeParams,
     ),
     responses(
         (status = 200, description = "The statistics report of the backer", body = Object),
@@ -165,15 +158,7 @@ struct MessagesPage {
 /// `GET /v1/messages`: sent messages, newest first, in keyset pages; a project token sees its
 /// project's only.
 #[utoipa::path(get, path = "/v1/messages", tag = "messages",
-    params(
-        ("backer_id" = Option<i64>, Query, description = "Only this backer's messages"),
-        ("project_id" = Option<i64>, Query, description = "Only this project's messages"),
-        ("status" = Option<String>, Query, description = "Only messages in this status"),
-        ("since" = Option<String>, Query, description = "First day, YYYY-MM-DD (UTC)"),
-        ("until" = Option<String>, Query, description = "Last day, YYYY-MM-DD (UTC)"),
-        ("limit" = Option<i64>, Query, description = "Messages per page, 1 to 500 (default 50)"),
-        ("cursor" = Option<String>, Query, description = "A previous page's next_cursor"),
-    ),
+    params(MessageParams),
     responses(
         (status = 200, description = "`{messages, next_cursor}`, newest first", body = Object),
         (status = 400, description = "A bad parameter, named in `error`", body = Object),
