@@ -1,0 +1,114 @@
+//! The receiver against hostile or odd requests: the real app on port 0 and a real Redis, posted
+//! to by an HTTP client or by hand over TCP when the fault lives below HTTP.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use std::time::Instant;
+
+use mailtrail_core::SigningKey;
+use mailtrail_core::sample::token_from_seed;
+use mailtrail_receiver::{Application, ReceiverConfig};
+use mailtrail_testing::TestRedis;
+use serde_json::json;
+
+const KEY: &str = "untrusted-input-test-key";
+
+/// A receiver on port 0 with its own Redis prefix.
+struct Receiver {
+    base_url: String,
+    client: reqwest::Client,
+}
+
+impl Receiver {
+    async fn start(redis: &TestRedis, extra: &[(&str, &str)]) -> Self {
+        let mut vars = vec![
+            ("REDIS_URL".to_owned(), redis.url().to_owned()),
+            ("MAILTRAIL_SIGNING_KEYS".to_owned(), KEY.to_owned()),
+            ("MAILTRAIL_BIND".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "MAILTRAIL_REDIS_PREFIX".to_owned(),
+                redis.prefix().to_owned(),
+            ),
+            ("MAILTRAIL_HTTP_WORKERS".to_owned(), "1".to_owned()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = ReceiverConfig::from_vars(envy::from_iter(vars).unwrap()).unwrap();
+        let application = Application::build(config).await.unwrap();
+        let base_url = format!("http://127.0.0.1:{}", application.port());
+        tokio::spawn(application.run_until_stopped());
+        Self {
+            base_url,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(format!("{}/webhooks/mailgun", self.base_url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn token(seed: &str) -> String {
+    token_from_seed(&format!("{seed}-{:?}", Instant::now()))
+}
+
+fn delivered() -> serde_json::Value {
+    json!({"event": "delivered", "timestamp": 1_764_000_000.0, "recipient": "a@example.com",
+           "message": {"headers": {"message-id": "r@x"}},
+           "user-variables": {"backer_id": "1", "project_id": "2"}})
+}
+
+/// A JSON webhook correctly signed over `timestamp`, whatever text it is.
+fn signed_at(timestamp: &str, token: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "signature": {
+            "timestamp": timestamp,
+            "token": token,
+            "signature": SigningKey::new(KEY).sign(timestamp, token),
+        },
+        "event-data": delivered(),
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_timestamps_at_the_ends_of_i64_are_refused_and_never_queued() {
+    let redis = TestRedis::new();
+    let receiver = Receiver::start(&redis, &[]).await;
+    let now = i128::from(now());
+    let far = 1_i128 << 63;
+    for timestamp in [
+        // now - 2^63 used to wrap the age to a tiny number and pass the window.
+        (now - far).to_string(),
+        (now - far + 1).to_string(),
+        (now + far).to_string(),
+        i64::MIN.to_string(),
+        i64::MAX.to_string(),
+        "-1".to_owned(),
+        "0".to_owned(),
+        "99999999999999999999999999".to_owned(),
+        "-99999999999999999999999999".to_owned(),
+    ] {
+        let response = receiver
+            .post("application/json", signed_at(&timestamp, &token("edge")))
+            .await;
+        assert_eq!(response.status(), 406, "timestamp {timestamp}");
+    }
+    assert!(redis.list("events").is_empty());
+    // The same request signed now is queued: only the timestamp was at fault.
+    let fresh = signed_at(&now.to_string(), &token("fresh"));
+    assert_eq!(receiver.post("application/json", fresh).await.status(), 200);
+    assert_eq!(redis.list("events").len(), 1);
+}
