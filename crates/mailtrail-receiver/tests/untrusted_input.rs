@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use mailtrail_core::SigningKey;
@@ -111,4 +113,78 @@ async fn signed_timestamps_at_the_ends_of_i64_are_refused_and_never_queued() {
     let fresh = signed_at(&now.to_string(), &token("fresh"));
     assert_eq!(receiver.post("application/json", fresh).await.status(), 200);
     assert_eq!(redis.list("events").len(), 1);
+}
+
+/// Every log line any test of this binary wrote since [`captured_logs`] was first called: the
+/// receiver runs on actix worker threads, so only a global subscriber sees its lines.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+    .clone()
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_200_kb_malformed_body_or_content_type_gives_a_short_log_line() {
+    let logs = captured_logs();
+    let redis = TestRedis::new();
+    let receiver = Receiver::start(&redis, &[]).await;
+    // serde_json quotes a string of the wrong type whole in its error.
+    let huge = "A".repeat(200_000);
+    let body = serde_json::to_vec(&json!({"signature": huge, "event-data": {}})).unwrap();
+    assert_eq!(receiver.post("application/json", body).await.status(), 406);
+    let content_type = format!("text/{}", "B".repeat(6_000));
+    assert_eq!(
+        receiver.post(&content_type, b"{}".to_vec()).await.status(),
+        406
+    );
+    assert!(redis.list("events").is_empty());
+
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let refusals: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("webhook refused"))
+        .collect();
+    assert!(
+        refusals
+            .iter()
+            .any(|line| line.contains("invalid type: string \"AAAA")),
+        "the JSON refusal was not logged: {refusals:?}"
+    );
+    assert!(
+        refusals
+            .iter()
+            .any(|line| line.contains("unsupported content type `text/BBBB")),
+        "the content type refusal was not logged: {refusals:?}"
+    );
+    for line in logs.lines() {
+        assert!(
+            line.len() < 1_000,
+            "a {} byte log line: {}…",
+            line.len(),
+            &line[..200]
+        );
+    }
 }

@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use super::{ParseError, WebhookSignature};
 use crate::event::{Event, EventKind, MessageId, Severity, seconds_to_micros};
+use crate::excerpt::Excerpt;
 use crate::variables::UserVariables;
 
 /// Pulls the signed fields out of a legacy form (the last `signature`, `timestamp` and `token`).
@@ -46,8 +47,9 @@ fn decode(body: &[u8]) -> Result<LegacyFields<'_>, ParseError> {
     // A urlencoded body is ASCII by construction; raw bytes that are not even UTF-8 mean it is
     // not a form at all. Percent-encoded bytes that decode to invalid UTF-8 are replaced with
     // U+FFFD instead, as every web framework does, so one odd value cannot cost the event.
-    std::str::from_utf8(body)
-        .map_err(|error| ParseError::InvalidForm(format!("the body is not UTF-8: {error}")))?;
+    std::str::from_utf8(body).map_err(|error| {
+        ParseError::InvalidForm(Excerpt::of(format_args!("the body is not UTF-8: {error}")))
+    })?;
     Ok(LegacyFields::new(form_urlencoded::parse(body).collect()))
 }
 

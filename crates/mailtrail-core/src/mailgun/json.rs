@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use super::{ParseError, WebhookSignature};
 use crate::event::{Event, EventKind, MessageId, Severity, seconds_to_micros};
+use crate::excerpt::Excerpt;
 use crate::variables::UserVariables;
 
 /// The outer object, with `event-data` left unparsed (the receiver only validates it is JSON).
@@ -39,8 +40,8 @@ struct SignatureBlock<'a> {
 
 /// Pulls the signature block out of a JSON webhook and checks `event-data` is an object.
 pub fn read_signature(body: &[u8]) -> Result<WebhookSignature, ParseError> {
-    let outer: SignatureOnly<'_> =
-        serde_json::from_slice(body).map_err(|error| ParseError::InvalidJson(error.to_string()))?;
+    let outer: SignatureOnly<'_> = serde_json::from_slice(body)
+        .map_err(|error| ParseError::InvalidJson(Excerpt::of(error)))?;
     match outer.event_data {
         Some(raw) if raw.get().trim_start().starts_with('{') => {}
         _ => return Err(ParseError::MissingEventData),
@@ -73,8 +74,8 @@ struct Payload {
 
 /// Reads a JSON webhook into a normalised event.
 pub fn parse_event(body: &[u8], fallback_micros: i64) -> Result<Event, ParseError> {
-    let payload: Payload =
-        serde_json::from_slice(body).map_err(|error| ParseError::InvalidJson(error.to_string()))?;
+    let payload: Payload = serde_json::from_slice(body)
+        .map_err(|error| ParseError::InvalidJson(Excerpt::of(error)))?;
     let Some(Value::Object(data)) = payload.event_data else {
         return Err(ParseError::MissingEventData);
     };

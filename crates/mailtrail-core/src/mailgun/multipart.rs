@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use super::form::LegacyFields;
 use super::{ParseError, WebhookSignature};
 use crate::event::Event;
+use crate::excerpt::Excerpt;
 
 /// Pulls the signed fields out of a multipart legacy webhook.
 pub fn read_signature(body: &[u8], boundary: &str) -> Result<WebhookSignature, ParseError> {
@@ -143,9 +144,9 @@ fn split_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, Pars
         Some(Delimiter::Part(start)) => start,
         Some(Delimiter::Close) => return Ok(Vec::new()),
         None => {
-            return Err(ParseError::InvalidForm(
-                "no line starts with the multipart boundary".into(),
-            ));
+            return Err(ParseError::InvalidForm(Excerpt::of(
+                "no line starts with the multipart boundary",
+            )));
         }
     };
     let mut parts = Vec::new();
@@ -154,9 +155,9 @@ fn split_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, Pars
         // an empty part with no headers at all.
         let Some((line_break, found)) = next_delimiter(body, start.saturating_sub(1), delimiter)
         else {
-            return Err(ParseError::InvalidForm(
-                "the body ends before the closing multipart boundary".into(),
-            ));
+            return Err(ParseError::InvalidForm(Excerpt::of(
+                "the body ends before the closing multipart boundary",
+            )));
         };
         // The line break before a delimiter belongs to the delimiter, not to the content.
         let end = line_break.max(start);
