@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{ParseError, WebhookSignature};
+use super::{MAX_TAGS, ParseError, WebhookSignature};
 use crate::event::{Event, EventKind, MessageId, Severity, seconds_to_micros};
 use crate::excerpt::Excerpt;
 use crate::variables::UserVariables;
@@ -126,7 +126,11 @@ pub fn event_from_data(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     event.tags = match data.get("tags") {
-        Some(Value::Array(tags)) => tags.iter().filter_map(|tag| text(Some(tag))).collect(),
+        Some(Value::Array(tags)) => tags
+            .iter()
+            .filter_map(|tag| text(Some(tag)))
+            .take(MAX_TAGS)
+            .collect(),
         _ => Vec::new(),
     };
     event.variables = UserVariables::from_json(data.get("user-variables").cloned());

@@ -15,6 +15,17 @@ use crate::event::Event;
 use crate::excerpt::Excerpt;
 use crate::signature::SignedToken;
 
+/// The most fields a legacy form (urlencoded or multipart) may have; a body with more is refused.
+///
+/// Real legacy posts have a few dozen (Mailgun's own fields plus the custom variables). The cap
+/// bounds what one body can make the parser hold: a 10 MiB body of `a&a&a…` is five million
+/// fields, a quarter of a gigabyte of field handles, where 10,000 are half a megabyte.
+pub const MAX_FORM_FIELDS: usize = 10_000;
+
+/// The most distinct tags kept per event; further tags are ignored. Mailgun allows three per
+/// message, and mailtrail stores none, so this only bounds what an event holds in memory.
+pub const MAX_TAGS: usize = 100;
+
 /// The wire format of a webhook, from its `Content-Type`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WebhookFormat {
