@@ -18,6 +18,10 @@
 //!   header only fills gaps.
 //! - **No severity.** Legacy `bounced` and `dropped` are always final, so they are permanent.
 //! - **Codes are text**: `550` or the RFC 3463 form `5.1.1`.
+//! - **No event id.** Opens and clicks can truly repeat within a second with identical content
+//!   (a double click, a scanner and then the person), so they take their signature token, unique
+//!   per webhook, as their id: see [`legacy_event_id`]. Events that happen once per message and
+//!   recipient keep none, so a retry of one is recognised by its content.
 //!
 //! The multipart variant (bounces and drops with the original message attached) carries the
 //! same fields, so `LegacyFields` is shared with `multipart.rs`: each format only has to turn
@@ -35,6 +39,7 @@ use serde_json::Value;
 
 use super::{MAX_FORM_FIELDS, MAX_TAGS, ParseError, WebhookSignature};
 use crate::event::{Event, EventKind, MessageId, Severity, seconds_to_micros};
+use crate::event_key::short_hash;
 use crate::excerpt::Excerpt;
 use crate::variables::UserVariables;
 
@@ -195,6 +200,9 @@ impl<'a> LegacyFields<'a> {
         event.url = self.text("url");
         event.tags = self.tags();
         event.variables = self.variables(&headers);
+        if matches!(event.kind, EventKind::Opened | EventKind::Clicked) {
+            event.event_id = self.last("token").and_then(legacy_event_id);
+        }
         Ok(super::status::mapped(event))
     }
 
@@ -262,6 +270,19 @@ impl<'a> LegacyFields<'a> {
         }
         variables
     }
+}
+
+/// The event id of a legacy open or click: a hash of its signature token.
+///
+/// Legacy webhooks carry no event id, and the event key hashes only what an event says, so two
+/// clicks on one link in the same second by the same recipient had one key and were stored as
+/// one. The token is unique per webhook Mailgun signs, so it tells them apart; the same webhook
+/// delivered twice keeps its token and stays one event. The cost: if Mailgun re-signs a retry
+/// with a new token (it does not document whether it does), a retried open or click is counted
+/// twice. See decisions.md. The token is hashed so the id column never holds a token.
+fn legacy_event_id(token: &str) -> Option<String> {
+    let token = token.trim();
+    (!token.is_empty()).then(|| format!("legacy-token:{}", short_hash(token)))
 }
 
 /// The error for a form with more than [`MAX_FORM_FIELDS`] fields.
