@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::SigningKey;
-use mailtrail_core::sample::{signed_form, token_from_seed};
+use mailtrail_core::sample::{signed_form, signed_json, token_from_seed};
 use mailtrail_receiver::{Application, ReceiverConfig};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_testing::{TestDatabase, TestRedis};
 use mailtrail_worker::WorkerConfig;
+use serde_json::json;
 
 const SIGNING_KEY: &str = "identity-and-time-signing-key";
 const WORKER_ID: &str = "identity-worker";
@@ -171,5 +172,49 @@ async fn two_legacy_clicks_in_the_same_second_on_the_same_link_are_two_clicks() 
         .unwrap();
     assert_eq!(stored, 2);
     assert!(pipeline.redis.list("dead").is_empty());
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_dated_in_the_year_201609_is_dead_lettered_with_the_reason_not_stored() {
+    let pipeline = Pipeline::start().await;
+    let key = SigningKey::new(SIGNING_KEY);
+    let delivered = |message_id: &str, at: f64| {
+        signed_json(
+            &key,
+            now_seconds(),
+            &fresh_token(),
+            json!({"event": "delivered", "timestamp": at, "recipient": "alice@example.com",
+                   "message": {"headers": {"message-id": message_id}},
+                   "user-variables": {"backer_id": "42", "project_id": "7"}}),
+        )
+    };
+    // Correctly signed now: only the event's own time is wrong, which the receiver never reads.
+    let year_201609 = 6_300_000_000_000.0;
+    let far = delivered("far-future@mg.example.com", year_201609);
+    assert_eq!(pipeline.post("application/json", far).await, 200);
+    let now = delivered("on-time@mg.example.com", now_seconds() as f64);
+    assert_eq!(pipeline.post("application/json", now).await, 200);
+    pipeline.wait_drained().await;
+
+    let dead = pipeline.redis.list("dead");
+    assert_eq!(dead.len(), 1);
+    let letter: mailtrail_queue::DeadLetter = serde_json::from_str(&dead[0]).unwrap();
+    assert!(
+        letter
+            .reason
+            .contains("more than a day after it was received"),
+        "{}",
+        letter.reason
+    );
+    assert!(letter.envelope.contains("far-future@mg.example.com"));
+
+    let mut connection = pipeline.database.connect().await;
+    let stored: Vec<String> = email_events::table
+        .select(email_events::message_id)
+        .load(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(stored, ["on-time@mg.example.com"]);
     pipeline.stop().await;
 }
