@@ -46,6 +46,10 @@ pub struct ReceiverEnv {
     /// `MAILTRAIL_REQUIRE_NOEVICTION`: refuse to start when Redis may evict keys.
     #[serde(default)]
     pub mailtrail_require_noeviction: bool,
+    /// `MAILTRAIL_METRICS_BIND`: where `/metrics` listens, apart from the webhook port; empty
+    /// disables it.
+    #[serde(default = "default_metrics_bind")]
+    pub mailtrail_metrics_bind: String,
 }
 
 fn default_redis_url() -> SecretString {
@@ -76,6 +80,11 @@ fn default_body_limit() -> usize {
 fn default_redis_timeout_ms() -> u64 {
     1_000
 }
+/// Loopback: the webhook port faces the internet (Mailgun must reach it), the metrics do not need
+/// to. Next to the worker's default, 9187.
+fn default_metrics_bind() -> String {
+    "127.0.0.1:9188".to_owned()
+}
 
 /// The validated configuration.
 #[derive(Clone, Debug)]
@@ -102,6 +111,8 @@ pub struct ReceiverConfig {
     pub http_workers: usize,
     /// Refuse to start when Redis may evict keys.
     pub require_noeviction: bool,
+    /// Where `/metrics` listens, if anywhere (never on the webhook port).
+    pub metrics_bind: Option<String>,
 }
 
 /// A configuration that cannot work, naming the variable at fault.
@@ -155,6 +166,8 @@ impl ReceiverConfig {
             redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
             http_workers: env.mailtrail_http_workers,
             require_noeviction: env.mailtrail_require_noeviction,
+            metrics_bind: Some(env.mailtrail_metrics_bind.trim().to_owned())
+                .filter(|bind| !bind.is_empty()),
         })
     }
 
@@ -185,6 +198,17 @@ mod tests {
         assert_eq!(config.queue_settings().url, "redis://127.0.0.1:6379/");
         assert_eq!(config.signing_keys.len(), 2);
         assert_eq!(config.timestamp_window, Duration::from_secs(9 * 3600));
+        assert_eq!(config.metrics_bind.as_deref(), Some("127.0.0.1:9188"));
+    }
+
+    #[test]
+    fn an_empty_metrics_bind_disables_the_metrics_listener() {
+        let config = env(&[
+            ("MAILTRAIL_SIGNING_KEYS", "k"),
+            ("MAILTRAIL_METRICS_BIND", " "),
+        ])
+        .unwrap();
+        assert_eq!(config.metrics_bind, None);
     }
 
     #[test]

@@ -112,20 +112,6 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().body("ok")
 }
 
-/// `GET /metrics`: Prometheus metrics, with the backlog read now.
-pub async fn metrics(
-    state: web::Data<AppState>,
-    metrics: web::Data<ReceiverMetrics>,
-) -> HttpResponse {
-    match state.queue.backlog_len().await {
-        Ok(backlog) => metrics.set_backlog(backlog),
-        Err(error) => tracing::debug!(%error, "backlog not read for /metrics"),
-    }
-    HttpResponse::Ok()
-        .content_type(mailtrail_telemetry::METRICS_CONTENT_TYPE)
-        .body(metrics.render())
-}
-
 /// `GET /readyz`: Redis answers, so webhooks can be queued.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.queue.ping().await {

@@ -15,9 +15,10 @@ use serde_json::json;
 
 const KEY: &str = "untrusted-input-test-key";
 
-/// A receiver on port 0 with its own Redis prefix.
+/// A receiver on port 0 with its own Redis prefix, and its metrics on another port 0.
 struct Receiver {
     base_url: String,
+    metrics_url: Option<String>,
     client: reqwest::Client,
 }
 
@@ -32,16 +33,31 @@ impl Receiver {
                 redis.prefix().to_owned(),
             ),
             ("MAILTRAIL_HTTP_WORKERS".to_owned(), "1".to_owned()),
+            (
+                "MAILTRAIL_METRICS_BIND".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
         ];
+        // `extra` replaces a default of the same name.
+        vars.retain(|(name, _)| !extra.iter().any(|(replaced, _)| replaced == name));
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = ReceiverConfig::from_vars(envy::from_iter(vars).unwrap()).unwrap();
         let application = Application::build(config).await.unwrap();
         let base_url = format!("http://127.0.0.1:{}", application.port());
+        let metrics_url = application
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}/metrics"));
         tokio::spawn(application.run_until_stopped());
         Self {
             base_url,
+            metrics_url,
             client: reqwest::Client::new(),
         }
+    }
+
+    async fn get(&self, url: &str) -> (u16, String) {
+        let response = self.client.get(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
     }
 
     async fn post(&self, content_type: &str, body: Vec<u8>) -> reqwest::Response {
@@ -187,4 +203,60 @@ async fn a_200_kb_malformed_body_or_content_type_gives_a_short_log_line() {
             &line[..200]
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_served_on_their_own_port_and_the_webhook_port_answers_404() {
+    let redis = TestRedis::new();
+    let receiver = Receiver::start(&redis, &[]).await;
+    let queued = signed_at(&now().to_string(), &token("metrics"));
+    assert_eq!(
+        receiver.post("application/json", queued).await.status(),
+        200
+    );
+
+    let (status, _) = receiver
+        .get(&format!("{}/metrics", receiver.base_url))
+        .await;
+    assert_eq!(status, 404, "the webhook port answers /metrics");
+
+    let (status, text) = receiver.get(receiver.metrics_url.as_ref().unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("mailtrail_receiver_requests_total{outcome=\"queued\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("mailtrail_receiver_backlog 1"), "{text}");
+    // The metrics port serves nothing else.
+    let webhook_on_metrics_port = receiver
+        .client
+        .post(
+            receiver
+                .metrics_url
+                .as_ref()
+                .unwrap()
+                .replace("/metrics", "/webhooks/mailgun"),
+        )
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(webhook_on_metrics_port.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_metrics_bind_serves_no_metrics_and_a_taken_port_does_not_stop_webhooks() {
+    let redis = TestRedis::new();
+    let disabled = Receiver::start(&redis, &[("MAILTRAIL_METRICS_BIND", "")]).await;
+    assert_eq!(disabled.metrics_url, None);
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let receiver = Receiver::start(&redis, &[("MAILTRAIL_METRICS_BIND", &bind)]).await;
+    assert_eq!(receiver.metrics_url, None);
+    let queued = signed_at(&now().to_string(), &token("taken"));
+    assert_eq!(
+        receiver.post("application/json", queued).await.status(),
+        200
+    );
 }
