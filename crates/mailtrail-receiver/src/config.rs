@@ -37,6 +37,10 @@ pub struct ReceiverEnv {
     /// `MAILTRAIL_BODY_LIMIT_BYTES`: largest accepted body (legacy bounces carry attachments).
     #[serde(default = "default_body_limit")]
     pub mailtrail_body_limit_bytes: usize,
+    /// `MAILTRAIL_BODY_TIMEOUT_MS`: longest time to receive a body once its headers are in
+    /// (answered 408 beyond it).
+    #[serde(default = "default_body_timeout_ms")]
+    pub mailtrail_body_timeout_ms: u64,
     /// `MAILTRAIL_REDIS_TIMEOUT_MS`: longest a webhook waits on Redis before answering 503.
     #[serde(default = "default_redis_timeout_ms")]
     pub mailtrail_redis_timeout_ms: u64,
@@ -77,6 +81,10 @@ fn default_backlog_cap() -> u64 {
 fn default_body_limit() -> usize {
     10 * 1024 * 1024
 }
+/// Ten seconds: a 10 MiB body at 10 Mbit/s takes eight. Headers are cut at actix's 5 s.
+fn default_body_timeout_ms() -> u64 {
+    10_000
+}
 fn default_redis_timeout_ms() -> u64 {
     1_000
 }
@@ -105,6 +113,8 @@ pub struct ReceiverConfig {
     pub backlog_cap: u64,
     /// Largest accepted body.
     pub body_limit_bytes: usize,
+    /// Longest time to receive a body.
+    pub body_timeout: Duration,
     /// Longest wait on Redis.
     pub redis_timeout: Duration,
     /// actix worker threads (0 = one per core).
@@ -163,6 +173,7 @@ impl ReceiverConfig {
             token_ttl: Duration::from_secs(env.mailtrail_token_ttl_secs),
             backlog_cap: env.mailtrail_backlog_cap,
             body_limit_bytes: env.mailtrail_body_limit_bytes,
+            body_timeout: Duration::from_millis(env.mailtrail_body_timeout_ms.max(1)),
             redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
             http_workers: env.mailtrail_http_workers,
             require_noeviction: env.mailtrail_require_noeviction,

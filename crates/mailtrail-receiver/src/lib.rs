@@ -86,7 +86,7 @@ impl Application {
         let timestamp_window_secs =
             i64::try_from(config.timestamp_window.as_secs()).unwrap_or(i64::MAX);
         let (token_ttl, backlog_cap) = (config.token_ttl, config.backlog_cap);
-        let body_limit = config.body_limit_bytes;
+        let (body_limit_bytes, body_timeout) = (config.body_limit_bytes, config.body_timeout);
         let mut server = HttpServer::new(move || {
             // One Redis connection per HTTP worker thread, made and driven on that thread: a
             // single connection shared by all workers is driven by a task on another thread, so
@@ -100,11 +100,12 @@ impl Application {
                 timestamp_window_secs,
                 token_ttl,
                 backlog_cap,
+                body_limit_bytes,
+                body_timeout,
             });
             App::new()
                 .app_data(state)
                 .app_data(metrics.clone())
-                .app_data(web::PayloadConfig::new(body_limit))
                 .service(
                     web::resource("/webhooks/mailgun")
                         .wrap(actix_web::middleware::from_fn(metrics::observe_webhook))

@@ -3,10 +3,15 @@
 //! The webhook path is the hot path: read the body, find the signed fields, check the window and
 //! the HMAC, then one Redis round trip (a Lua script that marks the token and pushes). Nothing is
 //! parsed beyond what verification needs; the worker does the rest.
+//!
+//! The body is read here rather than by an extractor, so that receiving it has a deadline
+//! (`MAILTRAIL_BODY_TIMEOUT_MS`): actix cuts slow headers at 5 s, but would wait for a trickled
+//! body for ever, one connection and one buffer held per sender.
 
 use std::time::Duration;
 
-use actix_web::http::header::CONTENT_TYPE;
+use actix_web::body::{self, BodyStream};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use mailtrail_core::mailgun::{WebhookFormat, multipart, read_signature};
 use mailtrail_core::{Envelope, SignatureError, SigningKeys, Source};
@@ -27,15 +32,26 @@ pub struct AppState {
     pub token_ttl: Duration,
     /// Backlog cap (0 = none).
     pub backlog_cap: u64,
+    /// Largest accepted body.
+    pub body_limit_bytes: usize,
+    /// Longest time to receive a body.
+    pub body_timeout: Duration,
 }
 
 /// `POST /webhooks/mailgun`: verify, queue, answer.
 pub async fn receive_webhook(
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
     metrics: web::Data<ReceiverMetrics>,
 ) -> Result<HttpResponse, WebhookError> {
+    let body = read_body(
+        &request,
+        payload,
+        state.body_limit_bytes,
+        state.body_timeout,
+    )
+    .await?;
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -98,6 +114,31 @@ pub async fn receive_webhook(
     let mut response = HttpResponse::Ok().body(text);
     response.extensions_mut().insert(outcome);
     Ok(response)
+}
+
+/// The whole body, within `limit` bytes and `timeout`.
+async fn read_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<web::Bytes, WebhookError> {
+    // A declared length over the limit is refused before a byte is read.
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(WebhookError::TooLarge);
+    }
+    let read = body::to_bytes_limited(BodyStream::new(payload.into_inner()), limit);
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(WebhookError::SlowBody),
+        Ok(Err(_)) => Err(WebhookError::TooLarge),
+        Ok(Ok(Err(error))) => Err(WebhookError::BrokenBody(error)),
+        Ok(Ok(Ok(body))) => Ok(body),
+    }
 }
 
 fn refusal(error: SignatureError) -> WebhookError {

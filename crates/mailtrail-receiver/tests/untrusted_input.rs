@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mailtrail_core::SigningKey;
 use mailtrail_core::sample::token_from_seed;
@@ -259,4 +259,103 @@ async fn an_empty_metrics_bind_serves_no_metrics_and_a_taken_port_does_not_stop_
         receiver.post("application/json", queued).await.status(),
         200
     );
+}
+
+/// What the server did to a trickled body.
+struct Trickled {
+    /// Its answer, possibly nothing.
+    answer: String,
+    /// When the first byte of it came.
+    answered_after: Option<Duration>,
+    /// When the connection ended.
+    closed_after: Duration,
+}
+
+/// Sends a webhook's headers, then its body one byte every 100 ms, until the server ends it.
+async fn trickle_a_body(port: u16) -> Trickled {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let started = Instant::now();
+    let headers = "POST /webhooks/mailgun HTTP/1.1\r\nHost: localhost\r\n\
+                   Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n";
+    writer.write_all(headers.as_bytes()).await.unwrap();
+    // 10,000 bytes at this pace would take 1,000 s.
+    let trickle = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if writer.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut answered_after = None;
+    // The server may close with bytes of ours unread, which resets the connection: what it
+    // answered before is kept, and an error ends the read like an end of stream.
+    let read = tokio::time::timeout(Duration::from_secs(8), async {
+        let mut buffer = [0_u8; 1024];
+        while let Ok(read @ 1..) = reader.read(&mut buffer).await {
+            answered_after.get_or_insert_with(|| started.elapsed());
+            answer.extend_from_slice(&buffer[..read]);
+        }
+    })
+    .await;
+    let closed_after = started.elapsed();
+    trickle.abort();
+    assert!(
+        read.is_ok(),
+        "the connection was still open after {closed_after:?}"
+    );
+    Trickled {
+        answer: String::from_utf8_lossy(&answer).into_owned(),
+        answered_after,
+        closed_after,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_trickled_slower_than_the_body_timeout_is_answered_408_and_closed() {
+    let redis = TestRedis::new();
+    let receiver = Receiver::start(&redis, &[("MAILTRAIL_BODY_TIMEOUT_MS", "1000")]).await;
+    let port: u16 = receiver
+        .base_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Many at once, as an attacker would: each is cut at the bound, none waits for another.
+    let connections: Vec<_> = (0..50)
+        .map(|_| tokio::spawn(trickle_a_body(port)))
+        .collect();
+    for connection in connections {
+        let trickled = connection.await.unwrap();
+        // Answered at the bound; closed at most actix's disconnect timeout (1 s) later, while
+        // the sender still trickles.
+        if let Some(answered_after) = trickled.answered_after {
+            assert!(
+                answered_after >= Duration::from_millis(900)
+                    && answered_after < Duration::from_millis(2_500),
+                "answered after {answered_after:?}"
+            );
+            assert!(
+                trickled.answer.starts_with("HTTP/1.1 408"),
+                "answered {:?}",
+                trickled.answer
+            );
+        }
+        assert!(
+            trickled.closed_after < Duration::from_millis(3_500),
+            "closed after {:?}",
+            trickled.closed_after
+        );
+    }
+    assert!(redis.list("events").is_empty());
+    // A body that arrives in time is still received.
+    let fresh = signed_at(&now().to_string(), &token("after-slow"));
+    assert_eq!(receiver.post("application/json", fresh).await.status(), 200);
 }
