@@ -8,6 +8,8 @@
 //!   retries give the operator time to fix it without losing events. A forger gains nothing from
 //!   a retry;
 //! - Redis unavailable or the backlog at its cap gets 503 with `Retry-After`, so Mailgun retries;
+//! - a content encoding the receiver cannot decode gets 415, retryable: the bytes would reach the
+//!   parser still encoded and be refused for good;
 //! - a body that does not arrive within the body timeout gets 408 and the connection is closed
 //!   (a sender that slow holds a connection and a buffer); over the size limit gets 413; both are
 //!   retried, and a real Mailgun post gets through on the next attempt.
@@ -21,8 +23,8 @@ use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
-use mailtrail_core::SignatureError;
 use mailtrail_core::mailgun::ParseError;
+use mailtrail_core::{Excerpt, SignatureError};
 use mailtrail_queue::QueueError;
 use prometheus_client::encoding::EncodeLabelValue;
 use tracing::Level;
@@ -49,8 +51,10 @@ pub enum Outcome {
     too_large,
     /// Body not received within the body timeout.
     slow_body,
-    /// The connection broke or sent a malformed body (chunked encoding, say).
+    /// The connection broke or sent a malformed body (chunked encoding, a corrupt gzip stream).
     broken_body,
+    /// A `Content-Encoding` other than gzip or deflate.
+    unsupported_encoding,
     /// Anything else (a request actix refused before the handler).
     other,
 }
@@ -79,9 +83,13 @@ pub enum WebhookError {
     /// The body did not arrive within `MAILTRAIL_BODY_TIMEOUT_MS`.
     #[error("the body was not received within the body timeout")]
     SlowBody,
-    /// The body could not be read (the connection broke, a malformed transfer encoding).
+    /// The body could not be read (the connection broke, a malformed transfer encoding, a
+    /// corrupt compressed stream).
     #[error("the body could not be read: {0}")]
     BrokenBody(PayloadError),
+    /// A `Content-Encoding` the receiver does not decode.
+    #[error("unsupported content encoding `{0}`")]
+    UnsupportedEncoding(Excerpt),
 }
 
 /// How one refusal is answered, counted and logged.
@@ -158,6 +166,14 @@ impl WebhookError {
                 "body could not be read",
                 Level::INFO,
             ),
+            // Warn: if Mailgun ever sends it, every webhook is refused until the receiver learns
+            // the encoding, and the retries last about 8 hours.
+            Self::UnsupportedEncoding(_) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                Outcome::unsupported_encoding,
+                "unsupported content encoding; gzip and deflate are decoded",
+                Level::WARN,
+            ),
         };
         ErrorParts {
             status,
@@ -220,6 +236,10 @@ mod tests {
             (WebhookError::BacklogFull, StatusCode::SERVICE_UNAVAILABLE),
             (WebhookError::TooLarge, StatusCode::PAYLOAD_TOO_LARGE),
             (WebhookError::SlowBody, StatusCode::REQUEST_TIMEOUT),
+            (
+                WebhookError::UnsupportedEncoding(Excerpt::of("br")),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
             (
                 WebhookError::BrokenBody(PayloadError::Incomplete(None)),
                 StatusCode::BAD_REQUEST,

@@ -6,15 +6,20 @@
 //!
 //! The body is read here rather than by an extractor, so that receiving it has a deadline
 //! (`MAILTRAIL_BODY_TIMEOUT_MS`): actix cuts slow headers at 5 s, but would wait for a trickled
-//! body for ever, one connection and one buffer held per sender.
+//! body for ever, one connection and one buffer held per sender. A body sent with
+//! `Content-Encoding: gzip` or `deflate` is decoded on the way in (the size limit holds for the
+//! decoded body, so a compression bomb stops at the limit); any other encoding is answered 415,
+//! which Mailgun retries, where the bytes would otherwise reach the parser still encoded and be
+//! refused with a 406 that stops the retries for good.
 
 use std::time::Duration;
 
 use actix_web::body::{self, BodyStream};
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::dev::Decompress;
+use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ContentEncoding};
 use actix_web::{HttpRequest, HttpResponse, web};
 use mailtrail_core::mailgun::{WebhookFormat, multipart, read_signature};
-use mailtrail_core::{Envelope, SignatureError, SigningKeys, Source};
+use mailtrail_core::{Envelope, Excerpt, SignatureError, SigningKeys, Source};
 use mailtrail_queue::{PushOutcome, Queue, now_ms};
 
 use crate::error::{Outcome, WebhookError};
@@ -132,12 +137,31 @@ async fn read_body(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(WebhookError::TooLarge);
     }
-    let read = body::to_bytes_limited(BodyStream::new(payload.into_inner()), limit);
+    let encoding = content_encoding(request)?;
+    let decoded = Decompress::new(payload.into_inner(), encoding);
+    let read = body::to_bytes_limited(BodyStream::new(decoded), limit);
     match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(WebhookError::SlowBody),
         Ok(Err(_)) => Err(WebhookError::TooLarge),
         Ok(Ok(Err(error))) => Err(WebhookError::BrokenBody(error)),
         Ok(Ok(Ok(body))) => Ok(body),
+    }
+}
+
+/// The body's `Content-Encoding`, if it is one the receiver decodes: none, `identity`, `gzip`
+/// (also spelled `x-gzip`) or `deflate`. A list of encodings is refused like an unknown one.
+fn content_encoding(request: &HttpRequest) -> Result<ContentEncoding, WebhookError> {
+    let Some(value) = request.headers().get(CONTENT_ENCODING) else {
+        return Ok(ContentEncoding::Identity);
+    };
+    let name = value.to_str().unwrap_or("").trim();
+    match name.to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(ContentEncoding::Identity),
+        "gzip" | "x-gzip" => Ok(ContentEncoding::Gzip),
+        "deflate" => Ok(ContentEncoding::Deflate),
+        _ => Err(WebhookError::UnsupportedEncoding(Excerpt::of(
+            String::from_utf8_lossy(value.as_bytes()),
+        ))),
     }
 }
 

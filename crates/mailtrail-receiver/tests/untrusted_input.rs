@@ -359,3 +359,76 @@ async fn a_body_trickled_slower_than_the_body_timeout_is_answered_408_and_closed
     let fresh = signed_at(&now().to_string(), &token("after-slow"));
     assert_eq!(receiver.post("application/json", fresh).await.status(), 200);
 }
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(body).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn deflate(body: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(body).unwrap();
+    encoder.finish().unwrap()
+}
+
+impl Receiver {
+    async fn post_encoded(&self, encoding: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(format!("{}/webhooks/mailgun", self.base_url))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gzipped_or_deflated_webhook_is_decoded_and_queued_as_plain_json() {
+    let redis = TestRedis::new();
+    let receiver = Receiver::start(&redis, &[]).await;
+    let plain = signed_at(&now().to_string(), &token("gzip"));
+    let response = receiver.post_encoded("gzip", gzip(&plain)).await;
+    assert_eq!(response.status(), 200);
+    let plain_too = signed_at(&now().to_string(), &token("deflate"));
+    let response = receiver.post_encoded("Deflate", deflate(&plain_too)).await;
+    assert_eq!(response.status(), 200);
+
+    let queued = redis.list("events");
+    assert_eq!(queued.len(), 2);
+    for (envelope, plain) in queued.iter().rev().zip([&plain, &plain_too]) {
+        let envelope = mailtrail_core::Envelope::from_json(envelope).unwrap();
+        assert_eq!(&*envelope.body_bytes().unwrap(), plain.as_slice());
+        assert_eq!(envelope.content_type, "application/json");
+        // What the worker will read: the event, as if it had never been compressed.
+        let format = mailtrail_core::mailgun::WebhookFormat::Json;
+        let event =
+            mailtrail_core::mailgun::parse_event(&format, &envelope.body_bytes().unwrap(), 0)
+                .unwrap();
+        assert_eq!(event.variables.integer("backer_id"), Ok(Some(1)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_encodings_get_a_retryable_415_and_bombs_and_corrupt_streams_are_refused() {
+    let redis = TestRedis::new();
+    let receiver = Receiver::start(&redis, &[("MAILTRAIL_BODY_LIMIT_BYTES", "65536")]).await;
+    let plain = signed_at(&now().to_string(), &token("encodings"));
+    for encoding in ["br", "zstd", "compress", "x-gzip, br", "gzip, gzip"] {
+        let response = receiver.post_encoded(encoding, plain.clone()).await;
+        assert_eq!(response.status(), 415, "{encoding}");
+    }
+    // The limit holds for the decoded body: 10 MB of zeros compress to about 10 KB.
+    let bomb = gzip(&vec![0_u8; 10_000_000]);
+    assert!(bomb.len() < 65_536);
+    assert_eq!(receiver.post_encoded("gzip", bomb).await.status(), 413);
+    let mut corrupt = gzip(&plain);
+    corrupt.truncate(corrupt.len() / 2);
+    corrupt.extend_from_slice(b"not deflate at all");
+    assert_eq!(receiver.post_encoded("gzip", corrupt).await.status(), 400);
+    // identity is no encoding at all.
+    assert_eq!(receiver.post_encoded("identity", plain).await.status(), 200);
+    assert_eq!(redis.list("events").len(), 1);
+}
