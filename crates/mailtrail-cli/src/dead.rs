@@ -9,6 +9,10 @@
 //! oldest end, up to the length the list had when they started: dead letters that arrive
 //! meanwhile (possibly the very envelopes being replayed, failing again) land at the head and
 //! are left for the next run, so the command always ends and never blocks Redis for long.
+//!
+//! `purge` asks before it deletes, unless `--yes`. An answer other than yes, or no answer at all
+//! (a script whose stdin is no terminal), is a failure exit with the reason: a purge that did not
+//! happen must not read as one that did.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -440,18 +444,34 @@ async fn count_older(queue: &Queue, total: u64, cutoff_ms: i64) -> anyhow::Resul
     Ok(older)
 }
 
+/// What the operator answered to a confirmation.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// `y` or `yes`.
+    Yes,
+    /// Anything else.
+    No,
+    /// Standard input ended before a line: a script, or no terminal to ask on.
+    Nothing,
+}
+
 /// Asks on stderr and reads one line; only `y` or `yes` agree.
-fn confirm(question: &str, input: &mut dyn BufRead) -> anyhow::Result<bool> {
+fn confirm(question: &str, input: &mut dyn BufRead) -> anyhow::Result<Answer> {
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
     let mut answer = String::new();
-    input
+    let read = input
         .read_line(&mut answer)
         .context("cannot read the answer from stdin")?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
+    if read == 0 {
+        // Nothing was typed, so end the prompt's line for whatever reads stderr next.
+        eprintln!();
+        return Ok(Answer::Nothing);
+    }
+    Ok(match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Answer::Yes,
+        _ => Answer::No,
+    })
 }
 
 async fn purge(
@@ -475,14 +495,16 @@ async fn purge(
         writeln!(out, "no dead letters {threshold}; nothing to purge")?;
         return Ok(());
     }
-    if !args.yes
-        && !confirm(
-            &format!("purge {older} of {total} dead letters {threshold}?"),
-            input,
-        )?
-    {
-        writeln!(out, "aborted; nothing was purged")?;
-        return Ok(());
+    if !args.yes {
+        let question = format!("purge {older} of {total} dead letters {threshold}?");
+        match confirm(&question, input)? {
+            Answer::Yes => {}
+            Answer::No => bail!("aborted; nothing was purged"),
+            Answer::Nothing => bail!(
+                "no answer to the confirmation (stdin closed or not a terminal); nothing was \
+                 purged. Pass --yes to purge without asking"
+            ),
+        }
     }
     let bar = progress(total, "purging");
     let (mut examined, mut kept, mut removed) = (0, 0, 0);
@@ -525,8 +547,14 @@ mod tests {
     }
 
     #[test]
-    fn only_y_or_yes_confirms() {
-        for (answer, expected) in [("y\n", true), ("YES\n", true), ("n\n", false), ("", false)] {
+    fn only_y_or_yes_confirms_and_no_answer_is_told_apart() {
+        for (answer, expected) in [
+            ("y\n", Answer::Yes),
+            ("YES\n", Answer::Yes),
+            ("n\n", Answer::No),
+            ("\n", Answer::No),
+            ("", Answer::Nothing),
+        ] {
             let mut input = answer.as_bytes();
             assert_eq!(confirm("?", &mut input).unwrap(), expected, "{answer:?}");
         }

@@ -1,9 +1,11 @@
 //! Micro-benchmarks of the hot steps: what the receiver does per webhook (read the signature,
-//! verify the HMAC, build the envelope) and what the worker does per event (parse it whole).
+//! verify the HMAC, build the envelope) and what the worker does per event (parse it whole), and
+//! how parsing grows with a body that repeats a field (it must stay linear; the test
+//! `tests/linear_parsing.rs` holds that, this shows the curve).
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mailtrail_core::mailgun::{WebhookFormat, parse_event, read_signature};
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_form, signed_json};
 use mailtrail_core::{Envelope, SigningKey, SigningKeys, Source};
@@ -87,5 +89,30 @@ fn worker_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, receiver_path, worker_path);
+/// A signed legacy click carrying `n` distinct tags.
+fn form_with_tags(n: usize) -> Vec<u8> {
+    let tags: Vec<String> = (0..n).map(|i| format!("tag-{i:06}")).collect();
+    let mut fields = vec![("event", "clicked"), ("recipient", "backer@example.com")];
+    fields.extend(tags.iter().map(|tag| ("tag", tag.as_str())));
+    signed_form(
+        &SigningKey::new("bench-key"),
+        1_764_000_000,
+        "growth-token",
+        &fields,
+    )
+}
+
+fn growth(c: &mut Criterion) {
+    let mut group = c.benchmark_group("form_parse_event_by_tag_count");
+    for n in [100, 1_000, 9_000] {
+        let body = form_with_tags(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &body, |b, body| {
+            b.iter(|| parse_event(&WebhookFormat::FormUrlEncoded, black_box(body), 0))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, receiver_path, worker_path, growth);
 criterion_main!(benches);

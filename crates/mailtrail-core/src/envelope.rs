@@ -13,6 +13,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::excerpt::Excerpt;
+
 /// The envelope format version written by this build.
 pub const ENVELOPE_VERSION: u8 = 2;
 
@@ -73,9 +75,9 @@ pub struct Envelope {
 /// Why an envelope could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
-    /// Not JSON of the envelope's shape.
+    /// Not JSON of the envelope's shape (serde_json's message, which may quote the envelope).
     #[error("the envelope is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(Excerpt),
     /// A version this build does not know.
     #[error("unsupported envelope version {0}")]
     Version(u8),
@@ -140,7 +142,8 @@ impl Envelope {
 
     /// Reads an envelope popped from Redis.
     pub fn from_json(text: &str) -> Result<Self, EnvelopeError> {
-        let envelope: Self = serde_json::from_str(text)?;
+        let envelope: Self =
+            serde_json::from_str(text).map_err(|error| EnvelopeError::Json(Excerpt::of(error)))?;
         if !(OLDEST_READABLE_VERSION..=ENVELOPE_VERSION).contains(&envelope.v) {
             return Err(EnvelopeError::Version(envelope.v));
         }

@@ -11,10 +11,12 @@
 //! - [`triage`] decides per event: store (as an [`EventRow`]), skip, or dead-letter.
 //! - [`variables`] reads custom variables in every shape Mailgun produces.
 //! - [`envelope`] is the one-line JSON the receiver queues and the worker pops.
+//! - [`excerpt`] bounds what an error message may quote from a request.
 
 pub mod envelope;
 pub mod event;
 pub mod event_key;
+pub mod excerpt;
 pub mod mailgun;
 pub mod provider;
 pub mod row;
@@ -26,6 +28,7 @@ pub mod variables;
 
 pub use envelope::{Envelope, Source};
 pub use event::{Event, EventKind, MessageId, Severity};
+pub use excerpt::Excerpt;
 pub use row::EventRow;
 pub use signature::{SignatureError, SignedToken, SigningKey, SigningKeys};
 pub use status::{DeliveryStatus, Effect, Engagement, MessageState, StatusClaim};

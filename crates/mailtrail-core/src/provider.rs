@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::envelope::{Envelope, EnvelopeError, Source};
 use crate::event::Event;
+use crate::excerpt::Excerpt;
 use crate::mailgun::{self, ParseError, WebhookFormat};
 
 /// Why an envelope's body could not be read into events.
@@ -44,8 +45,8 @@ pub fn read_events(envelope: &Envelope) -> Result<Vec<Event>, ReadError> {
 
 /// Items of Mailgun's Events API: one `event-data` object, or an array of them (a page).
 fn events_api_items(body: &[u8], fallback_micros: i64) -> Result<Vec<Event>, ReadError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|error| ParseError::InvalidJson(error.to_string()))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| ParseError::InvalidJson(Excerpt::of(error)))?;
     let items = match value {
         Value::Object(item) => vec![item],
         Value::Array(items) => items

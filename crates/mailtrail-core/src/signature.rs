@@ -122,11 +122,16 @@ impl SignedToken<'_> {
 
     /// Checks that the signed timestamp lies within `window_seconds` of `now_seconds`, in either
     /// direction (a small clock skew ahead is as suspicious as a stale one, but tolerated alike).
+    ///
+    /// The timestamp is whatever i64 the sender chose, so the distance is taken without overflow:
+    /// `now - signed` wraps for a timestamp of `now - 2^63` (to a negative number whose absolute
+    /// value wraps again), which would let a signature from any time through.
     pub fn check_fresh(&self, now_seconds: i64, window_seconds: i64) -> Result<(), SignatureError> {
         let signed_at = self.timestamp_seconds()?;
-        if (now_seconds - signed_at).abs() > window_seconds {
+        let window = u64::try_from(window_seconds).unwrap_or(0);
+        if now_seconds.abs_diff(signed_at) > window {
             return Err(SignatureError::Stale {
-                age_seconds: now_seconds - signed_at,
+                age_seconds: now_seconds.saturating_sub(signed_at),
             });
         }
         Ok(())
@@ -150,7 +155,7 @@ pub enum SignatureError {
         "the signature timestamp is {age_seconds} s away from now, outside the accepted window"
     )]
     Stale {
-        /// Now minus the signed timestamp.
+        /// Now minus the signed timestamp (saturated at the ends of i64).
         age_seconds: i64,
     },
     /// No signing key is configured.
@@ -281,6 +286,75 @@ mod tests {
         assert_eq!(
             signed.check_fresh(0, 600),
             Err(SignatureError::Stale { age_seconds: -1000 })
+        );
+    }
+
+    #[test]
+    fn timestamps_at_the_extremes_of_i64_are_stale_or_malformed_never_fresh() {
+        const NOW: i64 = 1_764_000_000;
+        const WINDOW: i64 = 9 * 3600;
+        let check = |timestamp: &str| {
+            SignedToken {
+                timestamp,
+                token: "t",
+                signature: "",
+            }
+            .check_fresh(NOW, WINDOW)
+        };
+        // now - 2^63 fits in an i64; now - it does not, and used to wrap to a small age.
+        let now_minus_2_63 = (i128::from(NOW) - (1_i128 << 63)).to_string();
+        let now_plus_2_63 = (i128::from(NOW) + (1_i128 << 63)).to_string();
+        for stale in [
+            now_minus_2_63.as_str(),
+            &i64::MIN.to_string(),
+            &i64::MAX.to_string(),
+            &(i64::MIN + 1).to_string(),
+            "-1",
+            "0",
+            "-9223372036854775807",
+        ] {
+            assert!(
+                matches!(check(stale), Err(SignatureError::Stale { .. })),
+                "{stale}: {:?}",
+                check(stale)
+            );
+        }
+        for malformed in [
+            now_plus_2_63.as_str(),
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999999999999999",
+            "1e30",
+            "",
+            "--1",
+        ] {
+            assert_eq!(
+                check(malformed),
+                Err(SignatureError::Malformed),
+                "{malformed}"
+            );
+        }
+        assert_eq!(check(&NOW.to_string()), Ok(()));
+        assert_eq!(check(&(NOW - WINDOW).to_string()), Ok(()));
+        assert_eq!(check(&(NOW + WINDOW).to_string()), Ok(()));
+        assert!(check(&(NOW + WINDOW + 1).to_string()).is_err());
+        // The age reported saturates instead of wrapping.
+        assert_eq!(
+            check(&i64::MIN.to_string()),
+            Err(SignatureError::Stale {
+                age_seconds: i64::MAX
+            })
+        );
+        assert_eq!(
+            SignedToken {
+                timestamp: &i64::MAX.to_string(),
+                token: "t",
+                signature: ""
+            }
+            .check_fresh(i64::MIN, WINDOW),
+            Err(SignatureError::Stale {
+                age_seconds: i64::MIN
+            })
         );
     }
 

@@ -6,6 +6,15 @@
 //! its source sends) is a dead letter as a whole: retrying cannot help and it must not block the
 //! queue. One body may carry several events (a page of Mailgun's Events API), and each gets its
 //! own [`Verdict`].
+//!
+//! An event's time is the sender's claim too, and the status rule ranks equal tiers by it: an
+//! event dated in the year 201609 would win every tie-break of its tier for ever. So an event
+//! time more than [`MAX_AHEAD_OF_RECEIPT_MICROS`] (a day) after the envelope was received, or
+//! before [`EARLIEST_EVENT_MICROS`] (2000), is a dead letter with the reason. The bound on the
+//! past is absolute, not relative to the receipt: the Events API legitimately delivers events up
+//! to 30 days old, and a retried webhook arrives up to 8 hours late.
+
+use chrono::DateTime;
 
 use crate::envelope::Envelope;
 use crate::event::Event;
@@ -15,6 +24,14 @@ use crate::row::EventRow;
 
 /// The longest message id or recipient accepted.
 const MAX_KEY_BYTES: usize = 1000;
+
+/// How far after its receipt an event may be dated: generous for a provider's clock running
+/// ahead of ours, far short of anything that would win tie-breaks for long.
+pub const MAX_AHEAD_OF_RECEIPT_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// The earliest believable event time, 2000-01-01T00:00:00Z (Mailgun started in 2010; old test
+/// payloads in the wild are dated 2009).
+pub const EARLIEST_EVENT_MICROS: i64 = 946_684_800 * 1_000_000;
 
 /// The verdict on one event.
 #[derive(Debug, PartialEq)]
@@ -41,11 +58,18 @@ pub fn triage(raw: &str) -> Result<Vec<Verdict>, Unreadable> {
             Unreadable(error.to_string())
         }
     })?;
-    Ok(events.iter().map(verdict).collect())
+    Ok(events
+        .iter()
+        .map(|event| verdict(event, envelope.received_at_ms))
+        .collect())
 }
 
-/// The verdict on one event: its identity and custom variables decide.
-pub fn verdict(event: &Event) -> Verdict {
+/// The verdict on one event received at `received_at_ms`: its time, its identity and its custom
+/// variables decide.
+pub fn verdict(event: &Event, received_at_ms: i64) -> Verdict {
+    if let Some(reason) = implausible_time(event.occurred_at_micros, received_at_ms) {
+        return Verdict::Dead(reason);
+    }
     let Some(message_id) = event.message_id.as_ref() else {
         return Verdict::Skip("missing_message_id");
     };
@@ -84,6 +108,32 @@ pub fn verdict(event: &Event) -> Verdict {
         project_id,
         subject,
     )))
+}
+
+/// Why an event time cannot be believed, if it cannot.
+fn implausible_time(occurred_at_micros: i64, received_at_ms: i64) -> Option<String> {
+    let received_at_micros = received_at_ms.saturating_mul(1000);
+    if occurred_at_micros < EARLIEST_EVENT_MICROS {
+        return Some(format!(
+            "event time {} is before 2000: not a time the provider can have meant",
+            rfc3339(occurred_at_micros)
+        ));
+    }
+    if occurred_at_micros > received_at_micros.saturating_add(MAX_AHEAD_OF_RECEIPT_MICROS) {
+        return Some(format!(
+            "event time {} is more than a day after it was received ({}): it would outrank \
+             every real event of its tier",
+            rfc3339(occurred_at_micros),
+            rfc3339(received_at_micros)
+        ));
+    }
+    None
+}
+
+/// A time for a reason: RFC 3339 when representable, else the raw microseconds.
+fn rfc3339(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros)
+        .map_or_else(|| format!("{micros} µs"), |time| time.to_rfc3339())
 }
 
 #[cfg(test)]
@@ -187,7 +237,7 @@ mod tests {
         );
         let raw = Envelope::new(
             Source::MailgunEventsApi,
-            1,
+            1_700_000_000_000,
             "application/json",
             page.as_bytes(),
         )
@@ -195,5 +245,77 @@ mod tests {
         let verdicts = triage(&raw).unwrap();
         assert!(matches!(verdicts[0], Verdict::Store(_)));
         assert_eq!(verdicts[1], Verdict::Skip("missing_backer_id"));
+    }
+
+    /// The verdict on a delivered event at `event_micros`, received at `received_at_ms`.
+    fn at(source: Source, event_micros: i64, received_at_ms: i64) -> Verdict {
+        let seconds = event_micros as f64 / 1e6;
+        let item = format!(
+            r#"{{"event": "delivered", "timestamp": {seconds:.6}, "recipient": "a@example.com",
+                "message": {{"headers": {{"message-id": "m@x"}}}},
+                "user-variables": {{"backer_id": 1, "project_id": 2}}}}"#
+        );
+        let body = match source {
+            Source::MailgunEventsApi => item,
+            _ => format!(
+                r#"{{"signature": {{"timestamp": "1", "token": "t", "signature": "s"}},
+                    "event-data": {item}}}"#
+            ),
+        };
+        let raw = Envelope::new(source, received_at_ms, "application/json", body.as_bytes());
+        only(&raw.to_json())
+    }
+
+    const RECEIVED_MS: i64 = 1_764_000_000_000;
+    const RECEIVED_MICROS: i64 = RECEIVED_MS * 1000;
+    const DAY_MICROS: i64 = 86_400 * 1_000_000;
+
+    #[test]
+    fn an_event_time_far_after_its_receipt_is_a_dead_letter_with_the_reason() {
+        // The year 201609: stored, it would win every tie-break of its tier for ever.
+        let year_201609 = 6_300_000_000_000 * 1_000_000;
+        for event_micros in [
+            year_201609,
+            RECEIVED_MICROS + DAY_MICROS + 1_000_000,
+            RECEIVED_MICROS + 365 * DAY_MICROS,
+        ] {
+            for source in [Source::Mailgun, Source::MailgunEventsApi] {
+                let Verdict::Dead(reason) = at(source, event_micros, RECEIVED_MS) else {
+                    panic!("{event_micros} from {source} was not refused");
+                };
+                assert!(reason.contains("after it was received"), "{reason}");
+                assert!(reason.len() < 300, "{reason}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_event_time_before_2000_is_a_dead_letter_with_the_reason() {
+        for event_micros in [0, 1_000_000, 946_684_799 * 1_000_000] {
+            let Verdict::Dead(reason) = at(Source::Mailgun, event_micros, RECEIVED_MS) else {
+                panic!("{event_micros} was not refused");
+            };
+            assert!(reason.contains("before 2000"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn clock_skew_late_deliveries_and_a_month_old_backfill_are_stored() {
+        for (source, event_micros) in [
+            // Mailgun's clock a little ahead of ours, up to a day.
+            (Source::Mailgun, RECEIVED_MICROS + 5 * 60 * 1_000_000),
+            (Source::Mailgun, RECEIVED_MICROS + DAY_MICROS),
+            // A retry after Mailgun's eight hours; the Events API keeps 30 days.
+            (Source::Mailgun, RECEIVED_MICROS - 9 * 3600 * 1_000_000),
+            (Source::MailgunEventsApi, RECEIVED_MICROS - 30 * DAY_MICROS),
+            // A corpus sample from 2009, and the first instant that passes.
+            (Source::Mailgun, 1_234_567_890 * 1_000_000),
+            (Source::Mailgun, 946_684_800 * 1_000_000),
+        ] {
+            assert!(
+                matches!(at(source, event_micros, RECEIVED_MS), Verdict::Store(_)),
+                "{event_micros} from {source}"
+            );
+        }
     }
 }

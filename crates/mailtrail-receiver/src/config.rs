@@ -37,6 +37,10 @@ pub struct ReceiverEnv {
     /// `MAILTRAIL_BODY_LIMIT_BYTES`: largest accepted body (legacy bounces carry attachments).
     #[serde(default = "default_body_limit")]
     pub mailtrail_body_limit_bytes: usize,
+    /// `MAILTRAIL_BODY_TIMEOUT_MS`: longest time to receive a body once its headers are in
+    /// (answered 408 beyond it).
+    #[serde(default = "default_body_timeout_ms")]
+    pub mailtrail_body_timeout_ms: u64,
     /// `MAILTRAIL_REDIS_TIMEOUT_MS`: longest a webhook waits on Redis before answering 503.
     #[serde(default = "default_redis_timeout_ms")]
     pub mailtrail_redis_timeout_ms: u64,
@@ -46,6 +50,10 @@ pub struct ReceiverEnv {
     /// `MAILTRAIL_REQUIRE_NOEVICTION`: refuse to start when Redis may evict keys.
     #[serde(default)]
     pub mailtrail_require_noeviction: bool,
+    /// `MAILTRAIL_METRICS_BIND`: where `/metrics` listens, apart from the webhook port; empty
+    /// disables it.
+    #[serde(default = "default_metrics_bind")]
+    pub mailtrail_metrics_bind: String,
 }
 
 fn default_redis_url() -> SecretString {
@@ -73,8 +81,17 @@ fn default_backlog_cap() -> u64 {
 fn default_body_limit() -> usize {
     10 * 1024 * 1024
 }
+/// Ten seconds: a 10 MiB body at 10 Mbit/s takes eight. Headers are cut at actix's 5 s.
+fn default_body_timeout_ms() -> u64 {
+    10_000
+}
 fn default_redis_timeout_ms() -> u64 {
     1_000
+}
+/// Loopback: the webhook port faces the internet (Mailgun must reach it), the metrics do not need
+/// to. Next to the worker's default, 9187.
+fn default_metrics_bind() -> String {
+    "127.0.0.1:9188".to_owned()
 }
 
 /// The validated configuration.
@@ -96,12 +113,16 @@ pub struct ReceiverConfig {
     pub backlog_cap: u64,
     /// Largest accepted body.
     pub body_limit_bytes: usize,
+    /// Longest time to receive a body.
+    pub body_timeout: Duration,
     /// Longest wait on Redis.
     pub redis_timeout: Duration,
     /// actix worker threads (0 = one per core).
     pub http_workers: usize,
     /// Refuse to start when Redis may evict keys.
     pub require_noeviction: bool,
+    /// Where `/metrics` listens, if anywhere (never on the webhook port).
+    pub metrics_bind: Option<String>,
 }
 
 /// A configuration that cannot work, naming the variable at fault.
@@ -152,9 +173,12 @@ impl ReceiverConfig {
             token_ttl: Duration::from_secs(env.mailtrail_token_ttl_secs),
             backlog_cap: env.mailtrail_backlog_cap,
             body_limit_bytes: env.mailtrail_body_limit_bytes,
+            body_timeout: Duration::from_millis(env.mailtrail_body_timeout_ms.max(1)),
             redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
             http_workers: env.mailtrail_http_workers,
             require_noeviction: env.mailtrail_require_noeviction,
+            metrics_bind: Some(env.mailtrail_metrics_bind.trim().to_owned())
+                .filter(|bind| !bind.is_empty()),
         })
     }
 
@@ -185,6 +209,17 @@ mod tests {
         assert_eq!(config.queue_settings().url, "redis://127.0.0.1:6379/");
         assert_eq!(config.signing_keys.len(), 2);
         assert_eq!(config.timestamp_window, Duration::from_secs(9 * 3600));
+        assert_eq!(config.metrics_bind.as_deref(), Some("127.0.0.1:9188"));
+    }
+
+    #[test]
+    fn an_empty_metrics_bind_disables_the_metrics_listener() {
+        let config = env(&[
+            ("MAILTRAIL_SIGNING_KEYS", "k"),
+            ("MAILTRAIL_METRICS_BIND", " "),
+        ])
+        .unwrap();
+        assert_eq!(config.metrics_bind, None);
     }
 
     #[test]

@@ -7,18 +7,24 @@
 //!   cause is a key rotated at Mailgun before `MAILTRAIL_SIGNING_KEYS` was updated, and 8 hours of
 //!   retries give the operator time to fix it without losing events. A forger gains nothing from
 //!   a retry;
-//! - Redis unavailable or the backlog at its cap gets 503 with `Retry-After`, so Mailgun retries.
+//! - Redis unavailable or the backlog at its cap gets 503 with `Retry-After`, so Mailgun retries;
+//! - a content encoding the receiver cannot decode gets 415, retryable: the bytes would reach the
+//!   parser still encoded and be refused for good;
+//! - a body that does not arrive within the body timeout gets 408 and the connection is closed
+//!   (a sender that slow holds a connection and a buffer); over the size limit gets 413; both are
+//!   retried, and a real Mailgun post gets through on the next attempt.
 //!
 //! [`WebhookError::response_parts`] is that table: status, metrics outcome, the text answered and
 //! how loudly it is logged, one row per refusal. The [`Outcome`] of every webhook response, refused
 //! or not, is defined here too, so the metrics and the routes both depend on this module and it
 //! depends on neither.
 
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
-use mailtrail_core::SignatureError;
 use mailtrail_core::mailgun::ParseError;
+use mailtrail_core::{Excerpt, SignatureError};
 use mailtrail_queue::QueueError;
 use prometheus_client::encoding::EncodeLabelValue;
 use tracing::Level;
@@ -43,6 +49,12 @@ pub enum Outcome {
     queue_unavailable,
     /// Body over the limit.
     too_large,
+    /// Body not received within the body timeout.
+    slow_body,
+    /// The connection broke or sent a malformed body (chunked encoding, a corrupt gzip stream).
+    broken_body,
+    /// A `Content-Encoding` other than gzip or deflate.
+    unsupported_encoding,
     /// Anything else (a request actix refused before the handler).
     other,
 }
@@ -65,6 +77,19 @@ pub enum WebhookError {
     /// Redis failed or timed out.
     #[error("queue unavailable: {0}")]
     QueueUnavailable(#[from] QueueError),
+    /// The body is larger than `MAILTRAIL_BODY_LIMIT_BYTES`.
+    #[error("the body is over the size limit")]
+    TooLarge,
+    /// The body did not arrive within `MAILTRAIL_BODY_TIMEOUT_MS`.
+    #[error("the body was not received within the body timeout")]
+    SlowBody,
+    /// The body could not be read (the connection broke, a malformed transfer encoding, a
+    /// corrupt compressed stream).
+    #[error("the body could not be read: {0}")]
+    BrokenBody(PayloadError),
+    /// A `Content-Encoding` the receiver does not decode.
+    #[error("unsupported content encoding `{0}`")]
+    UnsupportedEncoding(Excerpt),
 }
 
 /// How one refusal is answered, counted and logged.
@@ -122,6 +147,33 @@ impl WebhookError {
                 "queue unavailable, retry later",
                 Level::WARN,
             ),
+            Self::TooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                Outcome::too_large,
+                "body too large",
+                Level::WARN,
+            ),
+            // Info, not warn: a flood of slow senders must not become a flood of warnings.
+            Self::SlowBody => (
+                S::REQUEST_TIMEOUT,
+                Outcome::slow_body,
+                "body not received in time",
+                Level::INFO,
+            ),
+            Self::BrokenBody(_) => (
+                S::BAD_REQUEST,
+                Outcome::broken_body,
+                "body could not be read",
+                Level::INFO,
+            ),
+            // Warn: if Mailgun ever sends it, every webhook is refused until the receiver learns
+            // the encoding, and the retries last about 8 hours.
+            Self::UnsupportedEncoding(_) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                Outcome::unsupported_encoding,
+                "unsupported content encoding; gzip and deflate are decoded",
+                Level::WARN,
+            ),
         };
         ErrorParts {
             status,
@@ -155,6 +207,10 @@ impl ResponseError for WebhookError {
         if retried {
             response.insert_header((RETRY_AFTER, HeaderValue::from_static("60")));
         }
+        if matches!(self, Self::SlowBody | Self::BrokenBody(_)) {
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            response.force_close();
+        }
         let mut response = response.body(parts.message);
         response.extensions_mut().insert(parts.outcome);
         response
@@ -178,6 +234,16 @@ mod tests {
         let later = [
             (WebhookError::BadSignature, StatusCode::UNAUTHORIZED),
             (WebhookError::BacklogFull, StatusCode::SERVICE_UNAVAILABLE),
+            (WebhookError::TooLarge, StatusCode::PAYLOAD_TOO_LARGE),
+            (WebhookError::SlowBody, StatusCode::REQUEST_TIMEOUT),
+            (
+                WebhookError::UnsupportedEncoding(Excerpt::of("br")),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                WebhookError::BrokenBody(PayloadError::Incomplete(None)),
+                StatusCode::BAD_REQUEST,
+            ),
         ];
         for (error, status) in &later {
             assert_eq!(error.status_code(), *status, "{error}");

@@ -2,9 +2,9 @@
 //!
 //! It verifies Mailgun's signature, pushes the raw event onto the Redis backlog together with the
 //! token's single-use marker, and answers. It never opens a database connection, so Postgres
-//! being slow or down never slows Mailgun down. [`Application::build`] binds the listener (port 0
-//! in tests) and [`Application::run_until_stopped`] serves until SIGINT/SIGTERM, finishing the
-//! requests in hand.
+//! being slow or down never slows Mailgun down. [`Application::build`] binds the listeners (port 0
+//! in tests): the webhook port, and `/metrics` on a port of its own.
+//! [`Application::run_until_stopped`] serves until SIGINT/SIGTERM, finishing the requests in hand.
 
 pub mod config;
 pub mod error;
@@ -20,7 +20,7 @@ use mailtrail_queue::{DurabilityError, Queue};
 
 pub use config::{ConfigError, ReceiverConfig};
 pub use error::WebhookError;
-use metrics::ReceiverMetrics;
+use metrics::{MetricsListener, ReceiverMetrics};
 use routes::AppState;
 
 /// How long the start-up durability check waits for Redis before starting without it.
@@ -30,6 +30,7 @@ const DURABILITY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Application {
     port: u16,
     server: Server,
+    metrics: Option<MetricsListener>,
 }
 
 /// Why the receiver could not start.
@@ -73,11 +74,19 @@ impl Application {
             .check_durability(config.require_noeviction, DURABILITY_CHECK_TIMEOUT)
             .await?;
         let metrics = web::Data::new(ReceiverMetrics::new());
+        // Metrics are not worth refusing webhooks for: a taken port is a warning, as in the worker.
+        let metrics_listener = config.metrics_bind.as_deref().and_then(|bind| {
+            MetricsListener::bind(bind, metrics.clone(), &settings)
+                .inspect_err(|error| {
+                    tracing::warn!(bind, %error, "cannot serve /metrics; webhooks still served");
+                })
+                .ok()
+        });
         let signing_keys = config.signing_keys.clone();
         let timestamp_window_secs =
             i64::try_from(config.timestamp_window.as_secs()).unwrap_or(i64::MAX);
         let (token_ttl, backlog_cap) = (config.token_ttl, config.backlog_cap);
-        let body_limit = config.body_limit_bytes;
+        let (body_limit_bytes, body_timeout) = (config.body_limit_bytes, config.body_timeout);
         let mut server = HttpServer::new(move || {
             // One Redis connection per HTTP worker thread, made and driven on that thread: a
             // single connection shared by all workers is driven by a task on another thread, so
@@ -91,11 +100,12 @@ impl Application {
                 timestamp_window_secs,
                 token_ttl,
                 backlog_cap,
+                body_limit_bytes,
+                body_timeout,
             });
             App::new()
                 .app_data(state)
                 .app_data(metrics.clone())
-                .app_data(web::PayloadConfig::new(body_limit))
                 .service(
                     web::resource("/webhooks/mailgun")
                         .wrap(actix_web::middleware::from_fn(metrics::observe_webhook))
@@ -103,7 +113,6 @@ impl Application {
                 )
                 .route("/healthz", web::get().to(routes::healthz))
                 .route("/readyz", web::get().to(routes::readyz))
-                .route("/metrics", web::get().to(routes::metrics))
         })
         .listen(listener)
         .map_err(|source| StartError::Bind {
@@ -116,16 +125,32 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            metrics: metrics_listener,
         })
     }
 
-    /// The bound port.
+    /// The bound webhook port.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until stopped by a signal.
+    /// The bound `/metrics` port, if the metrics listener runs.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(MetricsListener::port)
+    }
+
+    /// Serves until stopped by a signal; the metrics listener stops after the webhook server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let metrics = self.metrics.map(|listener| {
+            let server = listener.into_server();
+            (server.handle(), tokio::spawn(server))
+        });
+        let served = self.server.await;
+        if let Some((handle, running)) = metrics {
+            handle.stop(true).await;
+            // The listener's own outcome changes nothing about how the receiver stopped.
+            let _ = running.await;
+        }
+        served
     }
 }

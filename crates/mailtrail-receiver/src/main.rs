@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         bind = %config.bind,
         port = application.port(),
+        metrics_port = ?application.metrics_port(),
         signing_keys = config.signing_keys.len(),
         "mailtrail-receiver listening"
     );

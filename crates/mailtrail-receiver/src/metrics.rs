@@ -8,16 +8,21 @@
 //! The metrics are app data of their own (`web::Data<ReceiverMetrics>`), so the middleware needs
 //! nothing from the routes; the outcome a response carries is set by the route or by the
 //! error's table in [`crate::error`].
+//!
+//! `/metrics` is served by a listener of its own ([`MetricsListener`], `MAILTRAIL_METRICS_BIND`,
+//! loopback by default), never on the webhook port: that port faces the internet so Mailgun can
+//! reach it, and the metrics (outcome counts, latencies, the backlog) are nobody's business there.
 
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::Error;
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{App, Error, HttpResponse, HttpServer, web};
+use mailtrail_queue::{Queue, QueueSettings};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -160,4 +165,70 @@ pub async fn observe_webhook(
             .insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
+}
+
+/// `GET /metrics` on the metrics listener: Prometheus metrics, with the backlog read now.
+async fn serve_metrics(
+    queue: web::Data<Queue>,
+    metrics: web::Data<ReceiverMetrics>,
+) -> HttpResponse {
+    match queue.backlog_len().await {
+        Ok(backlog) => metrics.set_backlog(backlog),
+        Err(error) => tracing::debug!(%error, "backlog not read for /metrics"),
+    }
+    HttpResponse::Ok()
+        .content_type(mailtrail_telemetry::METRICS_CONTENT_TYPE)
+        .body(metrics.render())
+}
+
+/// The `/metrics` listener, bound and ready to run beside the webhook server.
+pub struct MetricsListener {
+    port: u16,
+    server: Server,
+}
+
+impl MetricsListener {
+    /// Binds `bind` and prepares a one-thread server for `/metrics` alone. It handles no signals:
+    /// the application stops it once the webhook server has stopped.
+    pub fn bind(
+        bind: &str,
+        metrics: web::Data<ReceiverMetrics>,
+        settings: &QueueSettings,
+    ) -> Result<Self, MetricsBindError> {
+        let listener = TcpListener::bind(bind)?;
+        let port = listener.local_addr()?.port();
+        let queue = web::Data::new(Queue::connect(settings)?);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(queue.clone())
+                .app_data(metrics.clone())
+                .route("/metrics", web::get().to(serve_metrics))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server, to be run.
+    pub(crate) fn into_server(self) -> Server {
+        self.server
+    }
+}
+
+/// Why the metrics listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsBindError {
+    /// The address could not be bound.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The Redis URL is unusable.
+    #[error("{0}")]
+    Queue(#[from] mailtrail_queue::QueueError),
 }

@@ -3,13 +3,23 @@
 //! The webhook path is the hot path: read the body, find the signed fields, check the window and
 //! the HMAC, then one Redis round trip (a Lua script that marks the token and pushes). Nothing is
 //! parsed beyond what verification needs; the worker does the rest.
+//!
+//! The body is read here rather than by an extractor, so that receiving it has a deadline
+//! (`MAILTRAIL_BODY_TIMEOUT_MS`): actix cuts slow headers at 5 s, but would wait for a trickled
+//! body for ever, one connection and one buffer held per sender. A body sent with
+//! `Content-Encoding: gzip` or `deflate` is decoded on the way in (the size limit holds for the
+//! decoded body, so a compression bomb stops at the limit); any other encoding is answered 415,
+//! which Mailgun retries, where the bytes would otherwise reach the parser still encoded and be
+//! refused with a 406 that stops the retries for good.
 
 use std::time::Duration;
 
-use actix_web::http::header::CONTENT_TYPE;
+use actix_web::body::{self, BodyStream};
+use actix_web::dev::Decompress;
+use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ContentEncoding};
 use actix_web::{HttpRequest, HttpResponse, web};
 use mailtrail_core::mailgun::{WebhookFormat, multipart, read_signature};
-use mailtrail_core::{Envelope, SignatureError, SigningKeys, Source};
+use mailtrail_core::{Envelope, Excerpt, SignatureError, SigningKeys, Source};
 use mailtrail_queue::{PushOutcome, Queue, now_ms};
 
 use crate::error::{Outcome, WebhookError};
@@ -27,15 +37,26 @@ pub struct AppState {
     pub token_ttl: Duration,
     /// Backlog cap (0 = none).
     pub backlog_cap: u64,
+    /// Largest accepted body.
+    pub body_limit_bytes: usize,
+    /// Longest time to receive a body.
+    pub body_timeout: Duration,
 }
 
 /// `POST /webhooks/mailgun`: verify, queue, answer.
 pub async fn receive_webhook(
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
     metrics: web::Data<ReceiverMetrics>,
 ) -> Result<HttpResponse, WebhookError> {
+    let body = read_body(
+        &request,
+        payload,
+        state.body_limit_bytes,
+        state.body_timeout,
+    )
+    .await?;
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -100,6 +121,50 @@ pub async fn receive_webhook(
     Ok(response)
 }
 
+/// The whole body, within `limit` bytes and `timeout`.
+async fn read_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<web::Bytes, WebhookError> {
+    // A declared length over the limit is refused before a byte is read.
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(WebhookError::TooLarge);
+    }
+    let encoding = content_encoding(request)?;
+    let decoded = Decompress::new(payload.into_inner(), encoding);
+    let read = body::to_bytes_limited(BodyStream::new(decoded), limit);
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(WebhookError::SlowBody),
+        Ok(Err(_)) => Err(WebhookError::TooLarge),
+        Ok(Ok(Err(error))) => Err(WebhookError::BrokenBody(error)),
+        Ok(Ok(Ok(body))) => Ok(body),
+    }
+}
+
+/// The body's `Content-Encoding`, if it is one the receiver decodes: none, `identity`, `gzip`
+/// (also spelled `x-gzip`) or `deflate`. A list of encodings is refused like an unknown one.
+fn content_encoding(request: &HttpRequest) -> Result<ContentEncoding, WebhookError> {
+    let Some(value) = request.headers().get(CONTENT_ENCODING) else {
+        return Ok(ContentEncoding::Identity);
+    };
+    let name = value.to_str().unwrap_or("").trim();
+    match name.to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(ContentEncoding::Identity),
+        "gzip" | "x-gzip" => Ok(ContentEncoding::Gzip),
+        "deflate" => Ok(ContentEncoding::Deflate),
+        _ => Err(WebhookError::UnsupportedEncoding(Excerpt::of(
+            String::from_utf8_lossy(value.as_bytes()),
+        ))),
+    }
+}
+
 fn refusal(error: SignatureError) -> WebhookError {
     match error {
         SignatureError::Mismatch => WebhookError::BadSignature,
@@ -110,20 +175,6 @@ fn refusal(error: SignatureError) -> WebhookError {
 /// `GET /healthz`: the process answers.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().body("ok")
-}
-
-/// `GET /metrics`: Prometheus metrics, with the backlog read now.
-pub async fn metrics(
-    state: web::Data<AppState>,
-    metrics: web::Data<ReceiverMetrics>,
-) -> HttpResponse {
-    match state.queue.backlog_len().await {
-        Ok(backlog) => metrics.set_backlog(backlog),
-        Err(error) => tracing::debug!(%error, "backlog not read for /metrics"),
-    }
-    HttpResponse::Ok()
-        .content_type(mailtrail_telemetry::METRICS_CONTENT_TYPE)
-        .body(metrics.render())
 }
 
 /// `GET /readyz`: Redis answers, so webhooks can be queued.

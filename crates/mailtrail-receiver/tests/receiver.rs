@@ -14,6 +14,7 @@ const KEY: &str = "receiver-test-key";
 
 struct Receiver {
     base_url: String,
+    metrics_url: String,
     client: reqwest::Client,
 }
 
@@ -29,14 +30,23 @@ impl Receiver {
             ("MAILTRAIL_REDIS_PREFIX".to_owned(), prefix.to_owned()),
             ("MAILTRAIL_HTTP_WORKERS".to_owned(), "1".to_owned()),
             ("MAILTRAIL_REDIS_TIMEOUT_MS".to_owned(), "500".to_owned()),
+            (
+                "MAILTRAIL_METRICS_BIND".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
         ];
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = ReceiverConfig::from_vars(envy::from_iter(vars).unwrap()).unwrap();
         let application = Application::build(config).await.unwrap();
         let base_url = format!("http://127.0.0.1:{}", application.port());
+        let metrics_url = format!(
+            "http://127.0.0.1:{}/metrics",
+            application.metrics_port().unwrap()
+        );
         tokio::spawn(application.run_until_stopped());
         Self {
             base_url,
+            metrics_url,
             client: reqwest::Client::new(),
         }
     }
@@ -318,7 +328,7 @@ async fn metrics_count_each_outcome_and_every_webhook_gets_a_request_id() {
 
     let text = receiver
         .client
-        .get(format!("{}/metrics", receiver.base_url))
+        .get(&receiver.metrics_url)
         .send()
         .await
         .unwrap()

@@ -287,7 +287,13 @@ mod tests {
                   "recipient": "a@example.com", "message": {{"headers": {{"message-id": "m@x"}}}},
                   "user-variables": {variables}}}}}"#
         );
-        Envelope::new(Source::Mailgun, 1, "application/json", body.as_bytes()).to_json()
+        Envelope::new(
+            Source::Mailgun,
+            1_700_000_000_000,
+            "application/json",
+            body.as_bytes(),
+        )
+        .to_json()
     }
 
     #[test]
@@ -319,12 +325,12 @@ mod tests {
     fn a_refused_row_dead_letters_its_envelope_and_its_skips_are_not_counted() {
         let page = Envelope::new(
             Source::MailgunEventsApi,
-            1,
+            1_700_000_000_000,
             "application/json",
-            br#"[{"event": "delivered", "timestamp": 1, "recipient": "a@example.com",
+            br#"[{"event": "delivered", "timestamp": 1700000000, "recipient": "a@example.com",
                   "message": {"headers": {"message-id": "m@x"}},
                   "user-variables": {"backer_id": 1, "project_id": 2}},
-                 {"event": "delivered", "timestamp": 1, "recipient": "b@example.com",
+                 {"event": "delivered", "timestamp": 1700000000, "recipient": "b@example.com",
                   "message": {"headers": {"message-id": "m@x"}}}]"#,
         )
         .to_json();

@@ -18,17 +18,29 @@
 //!   header only fills gaps.
 //! - **No severity.** Legacy `bounced` and `dropped` are always final, so they are permanent.
 //! - **Codes are text**: `550` or the RFC 3463 form `5.1.1`.
+//! - **No event id.** Opens and clicks can truly repeat within a second with identical content
+//!   (a double click, a scanner and then the person), so they take their signature token, unique
+//!   per webhook, as their id: see [`legacy_event_id`]. Events that happen once per message and
+//!   recipient keep none, so a retry of one is recognised by its content.
 //!
 //! The multipart variant (bounces and drops with the original message attached) carries the
 //! same fields, so `LegacyFields` is shared with `multipart.rs`: each format only has to turn
 //! its body into an ordered list of fields.
+//!
+//! **Linear in the body.** The fields are unsigned and the sender picks how many there are, so
+//! nothing here may cost more than a constant per field: the positions of Mailgun's fields are
+//! found in one pass when the fields are collected, tags are deduplicated with a set, and a body
+//! with more than [`MAX_FORM_FIELDS`] fields is refused before its fields are held.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::{ParseError, WebhookSignature};
+use super::{MAX_FORM_FIELDS, MAX_TAGS, ParseError, WebhookSignature};
 use crate::event::{Event, EventKind, MessageId, Severity, seconds_to_micros};
+use crate::event_key::short_hash;
+use crate::excerpt::Excerpt;
 use crate::variables::UserVariables;
 
 /// Pulls the signed fields out of a legacy form (the last `signature`, `timestamp` and `token`).
@@ -46,9 +58,10 @@ fn decode(body: &[u8]) -> Result<LegacyFields<'_>, ParseError> {
     // A urlencoded body is ASCII by construction; raw bytes that are not even UTF-8 mean it is
     // not a form at all. Percent-encoded bytes that decode to invalid UTF-8 are replaced with
     // U+FFFD instead, as every web framework does, so one odd value cannot cost the event.
-    std::str::from_utf8(body)
-        .map_err(|error| ParseError::InvalidForm(format!("the body is not UTF-8: {error}")))?;
-    Ok(LegacyFields::new(form_urlencoded::parse(body).collect()))
+    std::str::from_utf8(body).map_err(|error| {
+        ParseError::InvalidForm(Excerpt::of(format_args!("the body is not UTF-8: {error}")))
+    })?;
+    LegacyFields::collect(form_urlencoded::parse(body))
 }
 
 /// The fields Mailgun itself defines in legacy webhooks; anything else is a custom variable.
@@ -91,9 +104,14 @@ const MAILGUN_FIELDS: &[&str] = &[
     "h",
 ];
 
-/// True for a field name Mailgun defines (names are case-sensitive, as Mailgun spells them).
+/// Where `name` is in [`MAILGUN_FIELDS`] (names are case-sensitive, as Mailgun spells them).
+fn mailgun_field_index(name: &str) -> Option<usize> {
+    MAILGUN_FIELDS.iter().position(|field| *field == name)
+}
+
+/// True for a field name Mailgun defines.
 fn is_mailgun_field(name: &str) -> bool {
-    MAILGUN_FIELDS.contains(&name)
+    mailgun_field_index(name).is_some()
         || name
             .strip_prefix("attachment-")
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -102,12 +120,31 @@ fn is_mailgun_field(name: &str) -> bool {
 /// The fields of a legacy webhook in body order, read with Mailgun's rules for repeated names.
 /// Both legacy formats build one of these and read the signature and event from it.
 #[derive(Debug)]
-pub(crate) struct LegacyFields<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+pub(crate) struct LegacyFields<'a> {
+    /// `(name, value)` in body order.
+    fields: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// For each name of [`MAILGUN_FIELDS`], the positions of its first and last value in
+    /// `fields`, so reading a field costs the same however many fields the body has.
+    positions: [Option<(usize, usize)>; MAILGUN_FIELDS.len()],
+}
 
 impl<'a> LegacyFields<'a> {
-    /// Wraps `(name, value)` pairs in the order they appear in the body.
-    pub(crate) fn new(fields: Vec<(Cow<'a, str>, Cow<'a, str>)>) -> Self {
-        Self(fields)
+    /// Collects `(name, value)` pairs in body order; more than [`MAX_FORM_FIELDS`] is refused.
+    pub(crate) fn collect(
+        pairs: impl IntoIterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
+    ) -> Result<Self, ParseError> {
+        let fields: Vec<_> = pairs.into_iter().take(MAX_FORM_FIELDS + 1).collect();
+        if fields.len() > MAX_FORM_FIELDS {
+            return Err(too_many_fields());
+        }
+        let mut positions = [None; MAILGUN_FIELDS.len()];
+        for (at, (name, _)) in fields.iter().enumerate() {
+            if let Some(slot) = mailgun_field_index(name).and_then(|index| positions.get_mut(index))
+            {
+                *slot = Some(slot.map_or((at, at), |(first, _)| (first, at)));
+            }
+        }
+        Ok(Self { fields, positions })
     }
 
     /// The signed fields: the last of each, since a custom variable with the same name comes first.
@@ -163,24 +200,32 @@ impl<'a> LegacyFields<'a> {
         event.url = self.text("url");
         event.tags = self.tags();
         event.variables = self.variables(&headers);
+        if matches!(event.kind, EventKind::Opened | EventKind::Clicked) {
+            event.event_id = self.last("token").and_then(legacy_event_id);
+        }
         Ok(super::status::mapped(event))
     }
 
-    /// The first value of `name`, as sent.
-    fn first(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(field, _)| field == name)
-            .map(|(_, value)| value.as_ref())
+    /// The first and last position of Mailgun's field `name`.
+    fn positions(&self, name: &str) -> Option<(usize, usize)> {
+        // Only Mailgun's own fields are ever looked up; a name outside the list is a bug here.
+        debug_assert!(mailgun_field_index(name).is_some(), "{name} is not indexed");
+        *self.positions.get(mailgun_field_index(name)?)?
     }
 
-    /// The last value of `name`, as sent.
+    /// The value at `at`.
+    fn value(&self, at: usize) -> Option<&str> {
+        self.fields.get(at).map(|(_, value)| value.as_ref())
+    }
+
+    /// The first value of Mailgun's field `name`, as sent.
+    fn first(&self, name: &str) -> Option<&str> {
+        self.value(self.positions(name)?.0)
+    }
+
+    /// The last value of Mailgun's field `name`, as sent.
     fn last(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(field, _)| field == name)
-            .map(|(_, value)| value.as_ref())
+        self.value(self.positions(name)?.1)
     }
 
     /// The first value of `name`, trimmed; empty is absent (`body-plain=` and the like).
@@ -190,12 +235,17 @@ impl<'a> LegacyFields<'a> {
     }
 
     /// Tags come as repeated `tag` fields, except on delivered, which repeats `X-Mailgun-Tag`.
+    /// The first [`MAX_TAGS`] distinct ones are kept, in body order.
     fn tags(&self) -> Vec<String> {
         let mut tags: Vec<String> = Vec::new();
-        for (name, value) in &self.0 {
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (name, value) in &self.fields {
+            if tags.len() == MAX_TAGS {
+                break;
+            }
             let value = value.trim();
             let is_tag = name == "tag" || name == "X-Mailgun-Tag";
-            if is_tag && !value.is_empty() && !tags.iter().any(|tag| tag == value) {
+            if is_tag && !value.is_empty() && seen.insert(value) {
                 tags.push(value.to_owned());
             }
         }
@@ -206,7 +256,7 @@ impl<'a> LegacyFields<'a> {
     /// then whatever `X-Mailgun-Variables` adds that the fields did not have.
     fn variables(&self, headers: &MessageHeaders) -> UserVariables {
         let mut variables = UserVariables::default();
-        for (name, value) in &self.0 {
+        for (name, value) in &self.fields {
             if !name.is_empty() && !is_mailgun_field(name) {
                 variables.insert_if_absent(name, Value::String(value.clone().into_owned()));
             }
@@ -220,6 +270,26 @@ impl<'a> LegacyFields<'a> {
         }
         variables
     }
+}
+
+/// The event id of a legacy open or click: a hash of its signature token.
+///
+/// Legacy webhooks carry no event id, and the event key hashes only what an event says, so two
+/// clicks on one link in the same second by the same recipient had one key and were stored as
+/// one. The token is unique per webhook Mailgun signs, so it tells them apart; the same webhook
+/// delivered twice keeps its token and stays one event. The cost: if Mailgun re-signs a retry
+/// with a new token (it does not document whether it does), a retried open or click is counted
+/// twice. See decisions.md. The token is hashed so the id column never holds a token.
+fn legacy_event_id(token: &str) -> Option<String> {
+    let token = token.trim();
+    (!token.is_empty()).then(|| format!("legacy-token:{}", short_hash(token)))
+}
+
+/// The error for a form with more than [`MAX_FORM_FIELDS`] fields.
+pub(crate) fn too_many_fields() -> ParseError {
+    ParseError::InvalidForm(Excerpt::of(format_args!(
+        "the form has more than {MAX_FORM_FIELDS} fields"
+    )))
 }
 
 /// The `message-headers` field: a JSON list of `[name, value]` pairs, in message order.
@@ -700,6 +770,34 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn tags_are_the_first_distinct_trimmed_values_in_body_order(
+            fields in prop::collection::vec(
+                (
+                    prop_oneof![Just("tag"), Just("X-Mailgun-Tag"), Just("Tag"), Just("v")],
+                    " ?[a-z]{0,2} ?",
+                ),
+                0..(3 * MAX_TAGS),
+            ),
+        ) {
+            let mut body: Vec<(&str, &str)> = vec![("event", "opened")];
+            body.extend(fields.iter().map(|(name, value)| (*name, value.as_str())));
+            let event = parse_event(&form(&body), 0).unwrap();
+            // The obvious quadratic reading of the rule, as the reference.
+            let mut expected: Vec<String> = Vec::new();
+            for (name, value) in &fields {
+                let value = value.trim();
+                if (*name == "tag" || *name == "X-Mailgun-Tag")
+                    && !value.is_empty()
+                    && !expected.iter().any(|tag| tag == value)
+                    && expected.len() < MAX_TAGS
+                {
+                    expected.push(value.to_owned());
+                }
+            }
+            prop_assert_eq!(event.tags, expected);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = read_signature(&body);

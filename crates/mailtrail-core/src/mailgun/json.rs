@@ -12,8 +12,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{ParseError, WebhookSignature};
+use super::{MAX_TAGS, ParseError, WebhookSignature};
 use crate::event::{Event, EventKind, MessageId, Severity, seconds_to_micros};
+use crate::excerpt::Excerpt;
 use crate::variables::UserVariables;
 
 /// The outer object, with `event-data` left unparsed (the receiver only validates it is JSON).
@@ -39,8 +40,8 @@ struct SignatureBlock<'a> {
 
 /// Pulls the signature block out of a JSON webhook and checks `event-data` is an object.
 pub fn read_signature(body: &[u8]) -> Result<WebhookSignature, ParseError> {
-    let outer: SignatureOnly<'_> =
-        serde_json::from_slice(body).map_err(|error| ParseError::InvalidJson(error.to_string()))?;
+    let outer: SignatureOnly<'_> = serde_json::from_slice(body)
+        .map_err(|error| ParseError::InvalidJson(Excerpt::of(error)))?;
     match outer.event_data {
         Some(raw) if raw.get().trim_start().starts_with('{') => {}
         _ => return Err(ParseError::MissingEventData),
@@ -73,8 +74,8 @@ struct Payload {
 
 /// Reads a JSON webhook into a normalised event.
 pub fn parse_event(body: &[u8], fallback_micros: i64) -> Result<Event, ParseError> {
-    let payload: Payload =
-        serde_json::from_slice(body).map_err(|error| ParseError::InvalidJson(error.to_string()))?;
+    let payload: Payload = serde_json::from_slice(body)
+        .map_err(|error| ParseError::InvalidJson(Excerpt::of(error)))?;
     let Some(Value::Object(data)) = payload.event_data else {
         return Err(ParseError::MissingEventData);
     };
@@ -125,7 +126,11 @@ pub fn event_from_data(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     event.tags = match data.get("tags") {
-        Some(Value::Array(tags)) => tags.iter().filter_map(|tag| text(Some(tag))).collect(),
+        Some(Value::Array(tags)) => tags
+            .iter()
+            .filter_map(|tag| text(Some(tag)))
+            .take(MAX_TAGS)
+            .collect(),
         _ => Vec::new(),
     };
     event.variables = UserVariables::from_json(data.get("user-variables").cloned());

@@ -12,7 +12,19 @@ pub mod multipart;
 pub mod status;
 
 use crate::event::Event;
+use crate::excerpt::Excerpt;
 use crate::signature::SignedToken;
+
+/// The most fields a legacy form (urlencoded or multipart) may have; a body with more is refused.
+///
+/// Real legacy posts have a few dozen (Mailgun's own fields plus the custom variables). The cap
+/// bounds what one body can make the parser hold: a 10 MiB body of `a&a&a…` is five million
+/// fields, a quarter of a gigabyte of field handles, where 10,000 are half a megabyte.
+pub const MAX_FORM_FIELDS: usize = 10_000;
+
+/// The most distinct tags kept per event; further tags are ignored. Mailgun allows three per
+/// message, and mailtrail stores none, so this only bounds what an event holds in memory.
+pub const MAX_TAGS: usize = 100;
 
 /// The wire format of a webhook, from its `Content-Type`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +57,9 @@ impl WebhookFormat {
                     .ok_or(ParseError::MissingBoundary)?;
                 Ok(Self::Multipart { boundary })
             }
-            _ => Err(ParseError::UnsupportedContentType(content_type.to_owned())),
+            _ => Err(ParseError::UnsupportedContentType(Excerpt::of(
+                content_type,
+            ))),
         }
     }
 }
@@ -86,20 +100,23 @@ impl WebhookSignature {
 }
 
 /// Why a webhook body could not be read.
+///
+/// What a variant quotes from the request is an [`Excerpt`], so a message stays short however
+/// large the body: these messages are logged and become dead-letter reasons.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     /// Not a content type Mailgun sends.
     #[error("unsupported content type `{0}`")]
-    UnsupportedContentType(String),
+    UnsupportedContentType(Excerpt),
     /// `multipart/form-data` without a boundary.
     #[error("multipart content type without a boundary")]
     MissingBoundary,
     /// The body is not JSON.
     #[error("the body is not valid JSON: {0}")]
-    InvalidJson(String),
+    InvalidJson(Excerpt),
     /// The body is not a valid form.
     #[error("the body is not a valid form: {0}")]
-    InvalidForm(String),
+    InvalidForm(Excerpt),
     /// The body has no `signature` block or no timestamp/token/signature fields.
     #[error("the body carries no signature, token or timestamp")]
     MissingSignature,
@@ -183,5 +200,46 @@ mod tests {
             Err(ParseError::MissingBoundary)
         );
         assert!(WebhookFormat::from_content_type("text/plain").is_err());
+    }
+
+    /// The message of an error that must happen.
+    fn refusal<T>(result: Result<T, impl std::fmt::Display>) -> String {
+        match result {
+            Ok(_) => panic!("expected a refusal"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    /// The error messages requests quoting one huge string cause, from the receiver's checks to
+    /// the worker's envelope.
+    fn errors_quoting(huge: &str) -> Vec<String> {
+        // serde_json quotes a string of the wrong type whole: `invalid type: string "…"`.
+        let json = serde_json::to_vec(&serde_json::json!({"signature": huge, "event-data": {}}))
+            .unwrap_or_default();
+        vec![
+            refusal(read_signature(&WebhookFormat::Json, &json)),
+            refusal(parse_event(&WebhookFormat::Json, &json, 0)),
+            refusal(WebhookFormat::from_content_type(&format!("text/{huge}"))),
+            refusal(crate::Envelope::from_json(&format!(
+                "{{\"v\": {}}}",
+                serde_json::Value::from(huge)
+            ))),
+        ]
+    }
+
+    #[test]
+    fn errors_quote_at_most_an_excerpt_of_a_huge_body() {
+        for unit in ["A", "é", "😀", "\n"] {
+            let huge = unit.repeat(200_000 / unit.len());
+            for message in errors_quoting(&huge) {
+                assert!(
+                    message.chars().count() < 400,
+                    "{unit:?}: a {} character error: {}…",
+                    message.chars().count(),
+                    message.chars().take(120).collect::<String>()
+                );
+                assert!(!message.contains('\n'), "{unit:?}: {message}");
+            }
+        }
     }
 }

@@ -18,12 +18,15 @@
 //!   a truncated post may have lost the signature or the event, and guessing would be worse.
 //! - Parts without a `Content-Disposition` name are ignored, and values that are not UTF-8 get
 //!   U+FFFD, as in the urlencoded form.
+//! - A body of more than [`MAX_FORM_FIELDS`] parts is refused, as a form with that many fields
+//!   is; every step here is linear in the body.
 
 use std::borrow::Cow;
 
-use super::form::LegacyFields;
-use super::{ParseError, WebhookSignature};
+use super::form::{LegacyFields, too_many_fields};
+use super::{MAX_FORM_FIELDS, ParseError, WebhookSignature};
 use crate::event::Event;
+use crate::excerpt::Excerpt;
 
 /// Pulls the signed fields out of a multipart legacy webhook.
 pub fn read_signature(body: &[u8], boundary: &str) -> Result<WebhookSignature, ParseError> {
@@ -77,11 +80,11 @@ fn is_file_part(part: &[u8]) -> bool {
 
 /// The text fields of the body in order; file parts are skipped.
 fn fields<'a>(body: &'a [u8], boundary: &str) -> Result<LegacyFields<'a>, ParseError> {
-    let fields = split_parts(body, boundary)?
-        .into_iter()
-        .filter_map(text_field)
-        .collect();
-    Ok(LegacyFields::new(fields))
+    LegacyFields::collect(
+        split_parts(body, boundary)?
+            .into_iter()
+            .filter_map(text_field),
+    )
 }
 
 /// What follows a `--boundary` at the start of a line.
@@ -143,9 +146,9 @@ fn split_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, Pars
         Some(Delimiter::Part(start)) => start,
         Some(Delimiter::Close) => return Ok(Vec::new()),
         None => {
-            return Err(ParseError::InvalidForm(
-                "no line starts with the multipart boundary".into(),
-            ));
+            return Err(ParseError::InvalidForm(Excerpt::of(
+                "no line starts with the multipart boundary",
+            )));
         }
     };
     let mut parts = Vec::new();
@@ -154,13 +157,16 @@ fn split_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, Pars
         // an empty part with no headers at all.
         let Some((line_break, found)) = next_delimiter(body, start.saturating_sub(1), delimiter)
         else {
-            return Err(ParseError::InvalidForm(
-                "the body ends before the closing multipart boundary".into(),
-            ));
+            return Err(ParseError::InvalidForm(Excerpt::of(
+                "the body ends before the closing multipart boundary",
+            )));
         };
         // The line break before a delimiter belongs to the delimiter, not to the content.
         let end = line_break.max(start);
         let part = body.get(start..end).unwrap_or_default();
+        if parts.len() == MAX_FORM_FIELDS {
+            return Err(too_many_fields());
+        }
         parts.push(part.strip_suffix(b"\r").unwrap_or(part));
         match found {
             Delimiter::Part(next) => start = next,
