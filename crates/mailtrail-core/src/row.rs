@@ -16,8 +16,11 @@ pub struct EventRow {
     pub event_key: String,
     /// Normalised message id.
     pub message_id: String,
-    /// The recipient.
+    /// The recipient, normalised: the whole address lower-cased (see `docs/decisions.md`), so
+    /// `Carol@Example.COM` and `carol@example.com` are one row.
     pub recipient: String,
+    /// The recipient as the provider sent it, for display.
+    pub recipient_as_sent: String,
     /// Mailgun's event name.
     pub kind: String,
     /// Event time.
@@ -75,7 +78,8 @@ impl EventRow {
         Self {
             event_key,
             message_id: text(message_id.as_str()),
-            recipient: text(recipient),
+            recipient: text(&recipient.to_lowercase()),
+            recipient_as_sent: text(recipient),
             kind: text(event.kind.as_str()),
             occurred_at,
             event_id: optional(&event.event_id),

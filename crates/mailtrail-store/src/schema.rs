@@ -29,6 +29,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         first_event_at -> Timestamptz,
+        recipient_as_sent -> Nullable<Text>,
     }
 }
 
@@ -55,6 +56,7 @@ diesel::table! {
         url -> Nullable<Text>,
         received_at -> Timestamptz,
         bot_kind -> Nullable<Text>,
+        recipient_as_sent -> Nullable<Text>,
     }
 }
 

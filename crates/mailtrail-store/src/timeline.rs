@@ -56,8 +56,9 @@ pub async fn timeline(
         .into_boxed();
     query = match filter {
         TimelineFilter::MessageId(id) => query.filter(email_events::message_id.eq(id.clone())),
+        // Rows keep the address lower-cased, whatever spelling the provider sent.
         TimelineFilter::Recipient(address) => {
-            query.filter(email_events::recipient.eq(address.clone()))
+            query.filter(email_events::recipient.eq(address.trim().to_lowercase()))
         }
     };
     Ok(query.load(connection).await?)

@@ -1,7 +1,7 @@
 //! The batched, idempotent, order-independent write of events.
 //!
 //! One statement per batch, whatever its size: the batch travels as one array per column
-//! (`unnest`), so it needs 19 bind parameters instead of 19 per row and never meets Postgres'
+//! (`unnest`), so it needs 20 bind parameters instead of 20 per row and never meets Postgres'
 //! 65,535-parameter limit. The statement
 //!
 //! 1. inserts the events into `email_events`, skipping keys already there (retries, duplicates,
@@ -83,15 +83,16 @@ WITH input AS (
   SELECT * FROM unnest(
     $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
     $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int2[], $12::bool[],
-    $13::text[], $14::text[], $15::text[], $16::text[], $17::bool[], $18::text[], $19::text[]
+    $13::text[], $14::text[], $15::text[], $16::text[], $17::bool[], $18::text[], $19::text[],
+    $20::text[]
   ) AS t(event_key, message_id, recipient, kind, occurred_at, event_id,
          backer_id, project_id, subject, status, status_tier, status_explicit,
-         severity, reason, delivery_code, engagement, bot, url, bot_kind)
+         severity, reason, delivery_code, engagement, bot, url, bot_kind, recipient_as_sent)
 ),
 inserted AS (
   INSERT INTO email_events (event_key, message_id, recipient, kind, occurred_at, event_id,
          backer_id, project_id, subject, status, status_tier, status_explicit,
-         severity, reason, delivery_code, engagement, bot, url, bot_kind)
+         severity, reason, delivery_code, engagement, bot, url, bot_kind, recipient_as_sent)
   SELECT * FROM input ORDER BY event_key
   ON CONFLICT (event_key) DO NOTHING
   RETURNING *
@@ -114,6 +115,7 @@ totals AS (
     (array_agg(backer_id ORDER BY occurred_at, event_key))[1] AS backer_id,
     (array_agg(project_id ORDER BY occurred_at, event_key))[1] AS project_id,
     (array_agg(subject ORDER BY occurred_at, event_key) FILTER (WHERE subject IS NOT NULL))[1] AS subject,
+    min(recipient_as_sent COLLATE "C") AS recipient_as_sent,
     count(*) FILTER (WHERE engagement = 'opened' AND NOT bot) AS opened_count,
     count(*) FILTER (WHERE engagement = 'opened' AND bot) AS bot_open_count,
     min(occurred_at) FILTER (WHERE engagement = 'opened' AND NOT bot) AS first_opened_at,
@@ -132,12 +134,12 @@ totals AS (
 ),
 upserted AS (
   INSERT INTO sent_emails AS s (
-    message_id, recipient, backer_id, project_id, subject,
+    message_id, recipient, recipient_as_sent, backer_id, project_id, subject,
     status, status_tier, status_explicit, status_at, status_reason, status_code,
     opened_count, bot_open_count, first_opened_at, last_opened_at,
     clicked_count, bot_click_count, first_clicked_at, last_clicked_at, unsubscribed_at,
     event_count, first_event_at, last_event_at)
-  SELECT t.message_id, t.recipient, t.backer_id, t.project_id, t.subject,
+  SELECT t.message_id, t.recipient, t.recipient_as_sent, t.backer_id, t.project_id, t.subject,
     b.status, b.status_tier, b.status_explicit, b.status_at, b.status_reason, b.status_code,
     t.opened_count, t.bot_open_count, t.first_opened_at, t.last_opened_at,
     t.clicked_count, t.bot_click_count, t.first_clicked_at, t.last_clicked_at, t.unsubscribed_at,
@@ -147,6 +149,8 @@ upserted AS (
   ON CONFLICT (message_id, recipient) DO UPDATE SET
     {claim_columns},
     subject = coalesce(s.subject, EXCLUDED.subject),
+    -- Of several spellings, the one that sorts first in bytes: the same whatever the order.
+    recipient_as_sent = least(s.recipient_as_sent COLLATE "C", EXCLUDED.recipient_as_sent COLLATE "C"),
     opened_count = s.opened_count + EXCLUDED.opened_count,
     bot_open_count = s.bot_open_count + EXCLUDED.bot_open_count,
     first_opened_at = least(s.first_opened_at, EXCLUDED.first_opened_at),
@@ -204,6 +208,7 @@ pub async fn upsert_events(
         .bind::<Array<Bool>, _>(column(&ordered, |r| r.bot))
         .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.url.clone()))
         .bind::<Array<Nullable<Text>>, _>(column(&ordered, |r| r.bot_kind.clone()))
+        .bind::<Array<Text>, _>(column(&ordered, |r| r.recipient_as_sent.clone()))
         .get_result::<UpsertCounts>(connection)
         .await?;
     Ok(counts)

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 mod pool;
+mod recipients;
 mod report;
 mod rollups;
 mod upsert;
