@@ -46,51 +46,67 @@ return items
     )
 });
 
-/// Settles a processed batch: dead letters are pushed, then every processed envelope is removed
-/// from the processing list, then skip counters move, all at once.
+/// The guard both settle scripts start with: a batch is settled at most once.
 ///
-/// KEYS: processing list, dead list, skipped hash.
-/// ARGV: n envelopes, m dead entries, then the n envelopes (oldest first: each LREM searches from
-/// the tail, where the oldest claimed envelopes are, so it finds its envelope at once even when a
-/// newer batch is already claimed at the head), the m dead entries, and (reason, count) pairs.
+/// KEYS[4] is the batch's `settled:{batch}` marker. Returns -2 when it exists: an earlier send
+/// of this settle took effect (its reply was lost to a timeout, and the worker sent it again).
+const SETTLE_GUARD: &str = r"
+if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
+";
+
+/// Settles a processed batch: dead letters are pushed, then every processed envelope is removed
+/// from the processing list, then skip counters move, and the batch's marker is set, all at once.
+///
+/// KEYS: processing list, dead list, skipped hash, the batch's settled marker.
+/// ARGV: marker TTL in seconds, n envelopes, m dead entries, then the n envelopes (oldest first:
+/// each LREM searches from the tail, where the oldest claimed envelopes are, so it finds its
+/// envelope at once even when a newer batch is already claimed at the head), the m dead entries,
+/// and (reason, count) pairs. Returns n, or -2 from the guard (then nothing changed).
 pub(crate) static SETTLE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local n = tonumber(ARGV[1])
-local m = tonumber(ARGV[2])
-for i = 3 + n, 2 + n + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
-for i = 3, 2 + n do redis.call('LREM', KEYS[1], -1, ARGV[i]) end
-for i = 3 + n + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+    Script::new(&format!(
+        r"{SETTLE_GUARD}
+local n = tonumber(ARGV[2])
+local m = tonumber(ARGV[3])
+for i = 4 + n, 3 + n + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+for i = 4, 3 + n do redis.call('LREM', KEYS[1], -1, ARGV[i]) end
+for i = 4 + n + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
 return n
-",
-    )
+"
+    ))
 });
 
 /// Settles a whole claimed batch by position: when the batch is still the oldest part of the
 /// processing list (at its tail), removes it with one `LTRIM` instead of one `LREM` per envelope.
 ///
-/// KEYS: processing list, dead list, skipped hash.
-/// ARGV: batch size n, the batch's oldest envelope, its newest, m dead entries count, the m dead
-/// entries, then (reason, count) pairs.
+/// KEYS: processing list, dead list, skipped hash, the batch's settled marker.
+/// ARGV: marker TTL in seconds, batch size n, the batch's oldest envelope, its newest, m dead
+/// entries count, the m dead entries, then (reason, count) pairs.
 ///
 /// Claims only ever add at the head, so the n envelopes at the tail are the batch exactly when
 /// the tail is its oldest envelope and the n-th from the tail its newest; both are checked. If
 /// not (the list was changed by someone else), nothing happens and -1 is returned: the caller
 /// then settles by value with [`SETTLE`]. Sending two envelopes instead of all n, and an `LTRIM`
-/// instead of n `LREM`s into the append-only file, is most of Redis' work per batch.
+/// instead of n `LREM`s into the append-only file, is most of Redis' work per batch. Returns n,
+/// -1, or -2 from the guard.
+///
+/// Without the marker, a settle whose reply was lost (a Redis timeout) and that was sent again
+/// would find the batch gone from the tail, fall back to settling by value, and push its dead
+/// letters and skip counts a second time.
 pub(crate) static SETTLE_CLAIMED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local n = tonumber(ARGV[1])
-if n < 1 or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[2]
-  or redis.call('LINDEX', KEYS[1], -n) ~= ARGV[3] then return -1 end
-local m = tonumber(ARGV[4])
-for i = 5, 4 + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+    Script::new(&format!(
+        r"{SETTLE_GUARD}
+local n = tonumber(ARGV[2])
+if n < 1 or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[3]
+  or redis.call('LINDEX', KEYS[1], -n) ~= ARGV[4] then return -1 end
+local m = tonumber(ARGV[5])
+for i = 6, 5 + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
 redis.call('LTRIM', KEYS[1], 0, -n - 1)
-for i = 5 + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+for i = 6 + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
 return n
-",
-    )
+"
+    ))
 });
 
 /// Moves a processing list back onto the backlog's consumer end, so its envelopes are taken

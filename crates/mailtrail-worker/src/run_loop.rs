@@ -17,7 +17,7 @@
 
 use std::time::Instant;
 
-use mailtrail_queue::{Settlement, WorkerQueue};
+use mailtrail_queue::{SettledBy, Settlement, WorkerQueue};
 use mailtrail_store::UpsertCounts;
 
 use crate::WorkerError;
@@ -251,7 +251,8 @@ impl Worker {
 
 /// Settles a written batch, retrying Redis until it answers; false if the stop was requested
 /// first (the batch then stays in the processing list and is requeued, and writing it again
-/// changes nothing).
+/// changes nothing). A settle that reached Redis before its reply was lost takes effect once all
+/// the same (see `mailtrail_queue::WorkerQueue::settle`).
 async fn settle(
     queue: &WorkerQueue,
     written: WrittenBatch,
@@ -277,6 +278,9 @@ async fn settle(
         duration_ms = started.elapsed().as_millis() as u64,
         "batch settled"
     );
+    if settled_by == SettledBy::Earlier {
+        tracing::info!("a settle whose reply was lost had taken effect; not repeated");
+    }
     for dead in &settlement.dead {
         tracing::warn!(reason = dead.reason, "dead-lettered an envelope");
     }
