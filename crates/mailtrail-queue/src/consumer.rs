@@ -13,6 +13,10 @@
 //!   unique per process and batch), and the script that settles it sets `settled:{id}` in the
 //!   same step, so a settle sent again (its reply was lost to a timeout, and the worker retried)
 //!   finds the marker and does nothing, instead of dead-lettering and counting a second time;
+//! - **only the lease holder settles**: with [`WorkerQueue::with_instance`], a settle takes
+//!   effect only while that process holds the worker's lease. A lease that lapsed may have let a
+//!   reaper hand the batch to another worker, which then dead-letters and counts it; the late
+//!   owner's settle is refused ([`QueueError::LeaseLost`]) instead of doing so again;
 //! - **a batch is the oldest part of its processing list**: claims only add at the head, so a
 //!   batch settled whole is found by position at the tail (one `LTRIM`), and otherwise removed
 //!   envelope by envelope from the tail, where it is.
@@ -42,6 +46,8 @@ pub struct WorkerQueue {
     queue: Queue,
     blocking: ConnectionManager,
     worker: String,
+    /// The process that must hold the worker's lease for a settle to take effect ('' = any).
+    instance: String,
 }
 
 /// The outcome of processing one claimed batch.
@@ -148,7 +154,15 @@ impl WorkerQueue {
             queue,
             blocking,
             worker: worker.into(),
+            instance: String::new(),
         })
+    }
+
+    /// Settles only while `instance` (the process, unique per start) holds the worker's lease:
+    /// see [`WorkerQueue::settle`]. Without it, settles do not look at the lease.
+    pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = instance.into();
+        self
     }
 
     /// The shared queue operations.
@@ -227,7 +241,9 @@ impl WorkerQueue {
     /// Safe to send again after an error: a settlement of a claimed batch
     /// ([`Settlement::claimed`], which the worker always gives) takes effect once, and a repeat
     /// answers [`SettledBy::Earlier`]. A settlement without its claimed batch gets a new id on
-    /// every call, so it is not protected against its own repetition.
+    /// every call, so it is not protected against its own repetition. With
+    /// [`WorkerQueue::with_instance`], fails with [`QueueError::LeaseLost`] (changing nothing)
+    /// when that process no longer holds the worker's lease.
     pub async fn settle(&self, settlement: &Settlement) -> Result<SettledBy, QueueError> {
         let dead_entries = self.dead_entries(settlement)?;
         let batch_id = settlement
@@ -250,7 +266,7 @@ impl WorkerQueue {
             let settled: i64 = invocation
                 .invoke_async(&mut self.queue.connection())
                 .await?;
-            match guard_outcome(settled) {
+            match self.guard_outcome(settled)? {
                 Some(earlier) => return Ok(earlier),
                 None if settled >= 0 => return Ok(SettledBy::Position),
                 None => tracing::debug!(
@@ -288,7 +304,7 @@ impl WorkerQueue {
         let settled: i64 = invocation
             .invoke_async(&mut self.queue.connection())
             .await?;
-        Ok(guard_outcome(settled).unwrap_or(SettledBy::Value))
+        Ok(self.guard_outcome(settled)?.unwrap_or(SettledBy::Value))
     }
 
     /// The keys and leading arguments both settle scripts share (see `scripts::SETTLE_GUARD`).
@@ -299,7 +315,21 @@ impl WorkerQueue {
             .key(keys.dead())
             .key(keys.skipped())
             .key(keys.settled(batch_id))
+            .key(keys.lease(&self.worker))
+            .arg(&self.instance)
             .arg(SETTLED_MARKER_TTL.as_secs());
+    }
+
+    /// What the guard of a settle script answered: `Some(Earlier)` for a repeat, an error when
+    /// the lease is lost, `None` when the script went on.
+    fn guard_outcome(&self, answer: i64) -> Result<Option<SettledBy>, QueueError> {
+        match answer {
+            -2 => Ok(Some(SettledBy::Earlier)),
+            -3 => Err(QueueError::LeaseLost {
+                worker: self.worker.clone(),
+            }),
+            _ => Ok(None),
+        }
     }
 
     /// The settlement's dead letters, as stored in the dead list.
@@ -318,12 +348,6 @@ impl WorkerQueue {
             })
             .collect::<Result<_, _>>()?)
     }
-}
-
-/// What the guard of a settle script answered: `Some(Earlier)` for a repeat, `None` when the
-/// script went on.
-fn guard_outcome(answer: i64) -> Option<SettledBy> {
-    (answer == -2).then_some(SettledBy::Earlier)
 }
 
 /// The tail both settle scripts share: the dead entries, then (reason, count) pairs.

@@ -15,7 +15,9 @@
 //! Invariants: an envelope is, at every instant, in exactly one of `events`, some
 //! `processing:{worker}` or `dead` (briefly in two while a script moves it, never in none), and a
 //! token key exists only if its envelope was pushed in the same atomic step. A settle takes
-//! effect at most once per claimed batch: its `settled:{batch}` marker is set in the same step.
+//! effect at most once per claimed batch (its `settled:{batch}` marker is set in the same step),
+//! and only while its worker's process holds the lease, so no settle reaches a processing list
+//! that a reaper has emptied meanwhile.
 //!
 //! Every key a script touches is one of the script's `KEYS`, never built inside the script, so
 //! the scripts stay valid on Redis Cluster once the keys share a hash tag. That is why the

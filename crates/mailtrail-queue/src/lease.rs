@@ -9,6 +9,9 @@
 //!   processing list, in one script, so a crash at any instant loses nothing;
 //! - **a live worker keeps its list**: the reaper's "lease expired" check is repeated inside the
 //!   script, so a worker that renewed meanwhile is left alone;
+//! - **a running worker learns of a lapse**: [`Queue::heartbeat`] renews only a lease this
+//!   process still holds and reports a lapsed one instead of taking it again, so a worker whose
+//!   envelopes may have been handed to another never goes on as if nothing happened;
 //! - **poison stops**: an envelope recovered from dead workers more than [`POISON_CAP`] times
 //!   within [`POISON_WINDOW`] is dead-lettered instead of being fed to the next worker. The
 //!   counters are fields of one hash (`{prefix}recovered`), which the reaper prunes of fields
@@ -43,6 +46,17 @@ pub struct Requeued {
     pub poisoned: u64,
 }
 
+/// What a running worker's [`Queue::heartbeat`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The lease was this process's and is renewed.
+    Renewed,
+    /// The lease had run out: a reaper may have moved the worker's envelopes. Not taken again.
+    Lapsed,
+    /// Another process holds the worker's lease.
+    HeldByAnother,
+}
+
 /// A dead worker the reaper recovered, and what became of its in-flight envelopes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReapedWorker {
@@ -72,6 +86,31 @@ impl Queue {
             .invoke_async(&mut self.connection())
             .await?;
         Ok(held == 1)
+    }
+
+    /// Renews `worker`'s lease for `ttl` if `instance` still holds it; a running worker's
+    /// heartbeat. Unlike [`Queue::renew_lease`], a lapsed lease is reported, not taken again.
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<Heartbeat, QueueError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let answer: i64 = scripts::RENEW
+            .key(self.keys().lease(worker))
+            .key(self.keys().workers())
+            .arg(instance)
+            .arg(now_ms())
+            .arg(ttl_ms)
+            .arg(worker)
+            .invoke_async(&mut self.connection())
+            .await?;
+        Ok(match answer {
+            1 => Heartbeat::Renewed,
+            0 => Heartbeat::Lapsed,
+            _ => Heartbeat::HeldByAnother,
+        })
     }
 
     /// Moves `worker`'s in-flight envelopes back onto the backlog. `after_crash` counts each

@@ -3,8 +3,7 @@
 //! The receiver pushes envelopes with [`Queue::push_webhook`], which records the signature token
 //! and pushes in one Lua script. Workers claim batches with [`WorkerQueue::claim_batch`] (LMOVE /
 //! BLMOVE into their own processing list), and after Postgres commits they settle the batch with
-//! [`WorkerQueue::settle`]: acknowledge, dead-letter and count skips in one atomic step, once
-//! however often it is sent. A worker
+//! [`WorkerQueue::settle`]: acknowledge, dead-letter and count skips in one atomic step. A worker
 //! that dies leaves its processing list behind; its lease expires and any other worker's reaper
 //! ([`Queue::reap_dead_workers`]) moves the list back onto the backlog. See [`keys`] for every key
 //! and the invariants the scripts keep.
@@ -41,7 +40,7 @@ pub use dead_letters::{DeadEntry, DeadLetter, PurgedWindow, ReplayableDeadLetter
 pub use error::{DurabilityError, QueueError};
 pub use inspect::{BacklogSnapshot, InFlight};
 pub use keys::QueueKeys;
-pub use lease::{POISON_CAP, POISON_WINDOW, ReapedWorker, Requeued};
+pub use lease::{Heartbeat, POISON_CAP, POISON_WINDOW, ReapedWorker, Requeued};
 pub use producer::PushOutcome;
 
 /// Milliseconds since the epoch.

@@ -46,31 +46,42 @@ return items
     )
 });
 
-/// The guard both settle scripts start with: a batch is settled at most once.
+/// The guard both settle scripts start with: a batch is settled at most once, and only by the
+/// process that holds its worker's lease.
 ///
-/// KEYS[4] is the batch's `settled:{batch}` marker. Returns -2 when it exists: an earlier send
-/// of this settle took effect (its reply was lost to a timeout, and the worker sent it again).
+/// KEYS[4] is the batch's `settled:{batch}` marker, KEYS[5] the worker's lease; ARGV[1] the
+/// settling process's instance id ('' skips the lease check). Returns -2 when the marker exists
+/// (an earlier send of this settle took effect: a reply lost to a timeout, then a retry), -3 when
+/// the lease is not this instance's (it lapsed, and a reaper may have moved the list meanwhile).
+/// The marker is checked first, so a retry of a settle that took effect says so even if the
+/// lease lapsed since.
 const SETTLE_GUARD: &str = r"
 if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
+if ARGV[1] ~= '' then
+  local lease = redis.call('GET', KEYS[5])
+  local suffix = ':' .. ARGV[1]
+  if not lease or string.sub(lease, -string.len(suffix)) ~= suffix then return -3 end
+end
 ";
 
 /// Settles a processed batch: dead letters are pushed, then every processed envelope is removed
 /// from the processing list, then skip counters move, and the batch's marker is set, all at once.
 ///
-/// KEYS: processing list, dead list, skipped hash, the batch's settled marker.
-/// ARGV: marker TTL in seconds, n envelopes, m dead entries, then the n envelopes (oldest first:
-/// each LREM searches from the tail, where the oldest claimed envelopes are, so it finds its
-/// envelope at once even when a newer batch is already claimed at the head), the m dead entries,
-/// and (reason, count) pairs. Returns n, or -2 from the guard (then nothing changed).
+/// KEYS: processing list, dead list, skipped hash, the batch's settled marker, the lease.
+/// ARGV: instance (see [`SETTLE_GUARD`]), marker TTL in seconds, n envelopes, m dead entries,
+/// then the n envelopes (oldest first: each LREM searches from the tail, where the oldest
+/// claimed envelopes are, so it finds its envelope at once even when a newer batch is already
+/// claimed at the head), the m dead entries, and (reason, count) pairs.
+/// Returns n, or -2 / -3 from the guard (then nothing changed).
 pub(crate) static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{SETTLE_GUARD}
-local n = tonumber(ARGV[2])
-local m = tonumber(ARGV[3])
-for i = 4 + n, 3 + n + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
-for i = 4, 3 + n do redis.call('LREM', KEYS[1], -1, ARGV[i]) end
-for i = 4 + n + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
-redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
+local n = tonumber(ARGV[3])
+local m = tonumber(ARGV[4])
+for i = 5 + n, 4 + n + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+for i = 5, 4 + n do redis.call('LREM', KEYS[1], -1, ARGV[i]) end
+for i = 5 + n + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[2])
 return n
 "
     ))
@@ -79,16 +90,17 @@ return n
 /// Settles a whole claimed batch by position: when the batch is still the oldest part of the
 /// processing list (at its tail), removes it with one `LTRIM` instead of one `LREM` per envelope.
 ///
-/// KEYS: processing list, dead list, skipped hash, the batch's settled marker.
-/// ARGV: marker TTL in seconds, batch size n, the batch's oldest envelope, its newest, m dead
-/// entries count, the m dead entries, then (reason, count) pairs.
+/// KEYS: processing list, dead list, skipped hash, the batch's settled marker, the lease.
+/// ARGV: instance (see [`SETTLE_GUARD`]), marker TTL in seconds, batch size n, the batch's
+/// oldest envelope, its newest, m dead entries count, the m dead entries, then (reason, count)
+/// pairs.
 ///
 /// Claims only ever add at the head, so the n envelopes at the tail are the batch exactly when
 /// the tail is its oldest envelope and the n-th from the tail its newest; both are checked. If
 /// not (the list was changed by someone else), nothing happens and -1 is returned: the caller
 /// then settles by value with [`SETTLE`]. Sending two envelopes instead of all n, and an `LTRIM`
 /// instead of n `LREM`s into the append-only file, is most of Redis' work per batch. Returns n,
-/// -1, or -2 from the guard.
+/// -1, or -2 / -3 from the guard.
 ///
 /// Without the marker, a settle whose reply was lost (a Redis timeout) and that was sent again
 /// would find the batch gone from the tail, fall back to settling by value, and push its dead
@@ -96,14 +108,14 @@ return n
 pub(crate) static SETTLE_CLAIMED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{SETTLE_GUARD}
-local n = tonumber(ARGV[2])
-if n < 1 or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[3]
-  or redis.call('LINDEX', KEYS[1], -n) ~= ARGV[4] then return -1 end
-local m = tonumber(ARGV[5])
-for i = 6, 5 + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+local n = tonumber(ARGV[3])
+if n < 1 or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[4]
+  or redis.call('LINDEX', KEYS[1], -n) ~= ARGV[5] then return -1 end
+local m = tonumber(ARGV[6])
+for i = 7, 6 + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
 redis.call('LTRIM', KEYS[1], 0, -n - 1)
-for i = 6 + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
-redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
+for i = 7 + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[2])
 return n
 "
     ))
@@ -209,6 +221,27 @@ pub(crate) static LEASE: LazyLock<Script> = LazyLock::new(|| {
 local current = redis.call('GET', KEYS[1])
 local suffix = ':' .. ARGV[1]
 if current and string.sub(current, -string.len(suffix)) ~= suffix then return 0 end
+redis.call('SET', KEYS[1], ARGV[2] .. suffix, 'PX', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
+",
+    )
+});
+
+/// Renews a lease this instance holds, and only that: a lapsed lease is not taken again.
+///
+/// KEYS: lease, workers set. ARGV: instance id, now in ms, TTL in ms, worker id.
+/// Returns 1 renewed, 0 lapsed (the key is gone: the lease ran out, and a reaper may have moved
+/// the worker's list), -1 held by another instance. Unlike [`LEASE`], which a starting worker
+/// uses, a running worker must learn of a lapse rather than paper over it: what it holds in
+/// memory may have been handed to another worker meanwhile.
+pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local suffix = ':' .. ARGV[1]
+if string.sub(current, -string.len(suffix)) ~= suffix then return -1 end
 redis.call('SET', KEYS[1], ARGV[2] .. suffix, 'PX', ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[4])
 return 1

@@ -1,12 +1,13 @@
 //! The queue's bookkeeping against a real Redis: a settle takes effect once however often it is
-//! sent.
+//! sent, only the lease holder settles, and a running worker learns of a lapsed lease.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use std::time::Duration;
 
 use mailtrail_queue::{
-    ClaimedBatch, DeadEnvelope, QueueSettings, SettledBy, Settlement, SkippedCount, WorkerQueue,
+    ClaimedBatch, DeadEnvelope, Heartbeat, QueueError, QueueSettings, SettledBy, Settlement,
+    SkippedCount, WorkerQueue,
 };
 use mailtrail_testing::TestRedis;
 
@@ -136,4 +137,76 @@ async fn a_batch_claimed_again_after_a_requeue_is_settled_again() {
         SettledBy::Position
     );
     assert!(redis.list("processing:w1").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_settle_without_the_lease_changes_nothing() {
+    let redis = TestRedis::new();
+    let worker = worker(&redis, "w1").with_instance("i1");
+    for item in ["good", "no-backer", "garbage"] {
+        worker.queue().push_envelope(item).await.unwrap();
+    }
+    assert!(
+        worker
+            .queue()
+            .renew_lease("w1", "i1", Duration::from_millis(200))
+            .await
+            .unwrap()
+    );
+    let batch = worker
+        .claim_batch(3, Duration::from_millis(100))
+        .await
+        .unwrap();
+    // The lease runs out while the batch is being written; a reaper may take the list now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = worker.settle(&settlement_of(&batch)).await.unwrap_err();
+    assert!(
+        matches!(refused, QueueError::LeaseLost { ref worker } if worker == "w1"),
+        "{refused}"
+    );
+    assert_eq!(redis.list("processing:w1").len(), 3);
+    assert!(redis.list("dead").is_empty());
+    assert!(worker.queue().skipped_counts().await.unwrap().is_empty());
+
+    // Nor does another process's lease let it settle.
+    assert!(
+        worker
+            .queue()
+            .renew_lease("w1", "i2", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    assert!(worker.settle(&settlement_of(&batch)).await.is_err());
+    // Its own lease does.
+    let owner = self::worker(&redis, "w1").with_instance("i2");
+    assert_eq!(
+        owner.settle(&settlement_of(&batch)).await.unwrap(),
+        SettledBy::Position
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_workers_heartbeat_reports_a_lapsed_lease_instead_of_taking_it() {
+    let redis = TestRedis::new();
+    let queue = worker(&redis, "w").queue().clone();
+    let ttl = Duration::from_millis(300);
+    assert!(queue.renew_lease("w", "mine", ttl).await.unwrap());
+    assert_eq!(
+        queue.heartbeat("w", "mine", ttl).await.unwrap(),
+        Heartbeat::Renewed
+    );
+    assert_eq!(
+        queue.heartbeat("w", "theirs", ttl).await.unwrap(),
+        Heartbeat::HeldByAnother
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        queue.heartbeat("w", "mine", ttl).await.unwrap(),
+        Heartbeat::Lapsed
+    );
+    let lease: i64 = query(&redis, &["EXISTS", &format!("{}worker:w", redis.prefix())]);
+    assert_eq!(
+        lease, 0,
+        "a lapsed lease is not taken again by the heartbeat"
+    );
 }

@@ -1,6 +1,7 @@
 //! The queue's bookkeeping (dead letters, skip counts, poison counters) under the faults that
 //! used to make it count twice, with the real `mailtrail-worker` binary, real Postgres and real
-//! Redis: a settle retried after a Redis stall.
+//! Redis: a settle retried after a Redis stall, a statement held by a lock for longer than the
+//! lease.
 //!
 //! Each batch here holds good events, one event without `backer_id` (skipped and counted) and one
 //! signed body that names no event (dead-lettered), so a batch handled twice shows as two dead
@@ -17,7 +18,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_seed};
 use mailtrail_core::{Envelope, SigningKey, Source};
 use mailtrail_store::schema::email_events;
-use mailtrail_testing::{PrivateRedis, TestDatabase, unique_name};
+use mailtrail_testing::{PrivateRedis, TestDatabase, TestRedis, unique_name};
 
 /// `good` stored events, one skipped event and one unreadable body, as envelopes to LPUSH.
 fn mixed_batch(run: &str, good: usize) -> Vec<String> {
@@ -310,4 +311,52 @@ async fn a_settle_retried_after_a_redis_stall_dead_letters_and_counts_once() {
         "one event without backer_id, counted once"
     );
     assert_eq!(stored_events(&database).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_held_by_a_lock_for_longer_than_the_lease_does_not_get_a_live_worker_reaped() {
+    let database = TestDatabase::create().await;
+    let redis = TestRedis::new();
+    let mut look = Look::new(redis.url(), redis.prefix());
+    let short_lease = [("MAILTRAIL_LEASE_TTL_SECS", "3")];
+    // w1 claims the whole batch, and its write waits on the lock for four times the lease; w2,
+    // idle, runs its reaper every 3 s meanwhile.
+    let lock = TableLock::take(database.url()).await;
+    look.push(&mixed_batch("lock", 20));
+    let w1 = WorkerProcess::start(
+        database.url(),
+        redis.url(),
+        redis.prefix(),
+        "w1",
+        &short_lease,
+    );
+    look.wait_until("w1 claimed the batch", Duration::from_secs(30), |look| {
+        look.len("processing:w1") == 22
+    });
+    let w2 = WorkerProcess::start(
+        database.url(),
+        redis.url(),
+        redis.prefix(),
+        "w2",
+        &short_lease,
+    );
+    wait_for_lease(&mut look, "w2");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    lock.release().await;
+
+    look.wait_drained(Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status1, log1) = w1.terminate();
+    let (status2, log2) = w2.terminate();
+    assert!(status1.success() && status2.success(), "{log1}\n{log2}");
+    for log in [&log1, &log2] {
+        assert!(
+            !log.contains("reaped a dead worker"),
+            "a live worker was reaped:\n{log1}\n{log2}"
+        );
+    }
+    assert_eq!(look.len("dead"), 1, "dead-lettered once:\n{log1}\n{log2}");
+    assert_eq!(look.skipped(), [("missing_backer_id".to_owned(), 1)]);
+    assert_eq!(look.recovery_counters(), 0, "nobody died");
+    assert_eq!(stored_events(&database).await, 20);
 }
