@@ -15,7 +15,12 @@
 //! - **poison stops**: an envelope recovered from dead workers more than [`POISON_CAP`] times
 //!   within [`POISON_WINDOW`] is dead-lettered instead of being fed to the next worker. The
 //!   counters are fields of one hash (`{prefix}recovered`), which the reaper prunes of fields
-//!   whose window is over, a bounded number per pass.
+//!   whose window is over, a bounded number per pass;
+//! - **only deaths count**: a reap cannot tell a dead worker from one cut off from Redis (or
+//!   frozen) for longer than its lease, so it records what it counted (`{prefix}reaped:{worker}`),
+//!   and a worker that comes back to a lapsed lease takes those counts back
+//!   ([`Queue::absolve`]). A restart under the same id removes the record instead: the previous
+//!   process did die.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -113,6 +118,27 @@ impl Queue {
         })
     }
 
+    /// Takes back the recovery counts the last reap of `worker` added, for a worker that found
+    /// its lease lapsed but was alive all along (cut off from Redis, or frozen): its envelopes
+    /// were not what stopped it. Returns how many counters were lowered.
+    pub async fn absolve(&self, worker: &str) -> Result<u64, QueueError> {
+        let lowered: u64 = scripts::ABSOLVE
+            .key(self.keys().reaped(worker))
+            .key(self.keys().recovered())
+            .invoke_async(&mut self.connection())
+            .await?;
+        Ok(lowered)
+    }
+
+    /// Forgets what the last reap of `worker` counted, so the counts stand: the worker's loop was
+    /// stuck, which is what a poison envelope does.
+    pub async fn confirm_reap(&self, worker: &str) -> Result<(), QueueError> {
+        self.connection()
+            .del::<_, ()>(self.keys().reaped(worker))
+            .await?;
+        Ok(())
+    }
+
     /// Moves `worker`'s in-flight envelopes back onto the backlog. `after_crash` counts each
     /// envelope's recovery (for poison detection); a clean stop does not.
     pub async fn requeue_in_flight(
@@ -137,6 +163,7 @@ impl Queue {
             .key(keys.workers())
             .key(keys.dead())
             .key(keys.recovered())
+            .key(keys.reaped(worker))
             .arg(if only_if_dead { "1" } else { "0" })
             .arg(worker)
             .arg(if after_crash { "1" } else { "0" })

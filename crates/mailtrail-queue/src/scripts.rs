@@ -124,7 +124,8 @@ return n
 /// Moves a processing list back onto the backlog's consumer end, so its envelopes are taken
 /// next, in their original order; each is re-inserted before it is removed.
 ///
-/// KEYS: processing list, backlog, lease, workers set, dead list, recovery counters hash.
+/// KEYS: processing list, backlog, lease, workers set, dead list, recovery counters hash, the
+/// worker's reaped record.
 /// ARGV: only-if-dead flag ('1': do nothing if the lease exists, the reaper's check repeated
 /// inside the script so a worker that renewed meanwhile keeps its list; then deregister),
 /// worker id, count-as-crash flag, poison cap, recovery window in milliseconds.
@@ -135,6 +136,13 @@ return n
 /// than `cap` times within the window is the likely cause of the crashes (a poison message), so
 /// it is dead-lettered instead of being fed to the next worker. The counter lives in a field
 /// named in `KEYS`, not in a key built here from the envelope, so the script runs on a cluster.
+///
+/// A reap (only-if-dead and counting) cannot know whether the owner died or was only cut off
+/// from Redis (or frozen) for longer than its lease, so it writes what it counted into the
+/// worker's reaped record (SHA-1 → increments, kept for the recovery window): an owner that comes
+/// back to find its lease lapsed takes those counts back with [`ABSOLVE`]. Every counting
+/// requeue replaces the record, and a start-up recovery (counting, not only-if-dead) removes it:
+/// a new process with the worker's id means the previous one did die, so its counts stand.
 /// Returns {moved, poisoned}, or {-1, 0} when the worker turned out to be alive.
 pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -144,6 +152,8 @@ local moved, poisoned = 0, 0
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local cap, window_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local reaping = ARGV[1] == '1' and ARGV[3] == '1'
+if ARGV[3] == '1' then redis.call('DEL', KEYS[7]) end
 while true do
   local item = redis.call('LINDEX', KEYS[1], 0)
   if not item then break end
@@ -166,6 +176,7 @@ while true do
       poisoned = poisoned + 1
     else
       redis.call('HSET', KEYS[6], field, string.format('%d:%d', count, first_ms))
+      if reaping then redis.call('HINCRBY', KEYS[7], field, 1) end
     end
   end
   if not dead then
@@ -174,8 +185,40 @@ while true do
   end
   redis.call('LPOP', KEYS[1])
 end
+if reaping and redis.call('EXISTS', KEYS[7]) == 1 then redis.call('PEXPIRE', KEYS[7], window_ms) end
 if ARGV[1] == '1' then redis.call('SREM', KEYS[4], ARGV[2]) end
 return {moved, poisoned}
+",
+    )
+});
+
+/// Takes back the recovery counts a reap added, for a worker that turned out to be alive.
+///
+/// KEYS: the worker's reaped record, recovery counters hash. Each recorded field's counter goes
+/// down by what the reap added (removed at zero); a counter that restarted since, or is gone, is
+/// never taken below zero. The record is removed. Returns how many counters were lowered.
+pub(crate) static ABSOLVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local record = redis.call('HGETALL', KEYS[1])
+local lowered = 0
+for i = 1, #record, 2 do
+  local counted = redis.call('HGET', KEYS[2], record[i])
+  if counted then
+    local c, f = string.match(counted, '^(%d+):(%d+)$')
+    if c then
+      local left = tonumber(c) - tonumber(record[i + 1])
+      if left > 0 then
+        redis.call('HSET', KEYS[2], record[i], string.format('%d:%s', left, f))
+      else
+        redis.call('HDEL', KEYS[2], record[i])
+      end
+      lowered = lowered + 1
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+return lowered
 ",
     )
 });

@@ -1,5 +1,6 @@
 //! The queue's bookkeeping against a real Redis: a settle takes effect once however often it is
-//! sent, only the lease holder settles, and a running worker learns of a lapsed lease.
+//! sent, only the lease holder settles, a running worker learns of a lapsed lease, and recovery
+//! counts stand only for workers that really died.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -49,6 +50,10 @@ fn query<T: redis::FromRedisValue>(redis: &TestRedis, args: &[&str]) -> T {
         cmd.arg(*arg);
     }
     cmd.query(&mut redis.connection()).unwrap()
+}
+
+fn recovery_counters(redis: &TestRedis) -> i64 {
+    query(redis, &["HLEN", &format!("{}recovered", redis.prefix())])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,4 +214,113 @@ async fn a_running_workers_heartbeat_reports_a_lapsed_lease_instead_of_taking_it
         lease, 0,
         "a lapsed lease is not taken again by the heartbeat"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reaped_worker_that_was_alive_takes_its_recovery_counts_back() {
+    let redis = TestRedis::new();
+    let slow = worker(&redis, "slow");
+    for item in ["x", "y"] {
+        slow.queue().push_envelope(item).await.unwrap();
+    }
+    assert!(
+        slow.queue()
+            .renew_lease("slow", "i1", Duration::from_millis(100))
+            .await
+            .unwrap()
+    );
+    slow.claim_batch(2, Duration::from_millis(100))
+        .await
+        .unwrap();
+    // Cut off from Redis for longer than its lease: reaped, and both envelopes counted.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let reaper = worker(&redis, "reaper");
+    let reaped = reaper.queue().reap_dead_workers().await.unwrap();
+    assert_eq!(reaped[0].requeued.moved, 2);
+    assert_eq!(recovery_counters(&redis), 2);
+
+    // Back, it finds its lease lapsed: it was alive, so the counts go back.
+    assert_eq!(
+        slow.queue()
+            .heartbeat("slow", "i1", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        Heartbeat::Lapsed
+    );
+    assert_eq!(slow.queue().absolve("slow").await.unwrap(), 2);
+    assert_eq!(recovery_counters(&redis), 0);
+    // Taking them back twice takes nothing more.
+    assert_eq!(slow.queue().absolve("slow").await.unwrap(), 0);
+    assert_eq!(redis.list("events"), ["y", "x"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_under_the_same_id_keeps_the_counts_of_the_reap() {
+    let redis = TestRedis::new();
+    let dead = worker(&redis, "w");
+    dead.queue().push_envelope("x").await.unwrap();
+    assert!(
+        dead.queue()
+            .renew_lease("w", "i1", Duration::from_millis(100))
+            .await
+            .unwrap()
+    );
+    dead.claim_batch(1, Duration::from_millis(100))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let reaper = worker(&redis, "reaper");
+    reaper.queue().reap_dead_workers().await.unwrap();
+    assert_eq!(recovery_counters(&redis), 1);
+
+    // A new process with the id starts: the previous one did die. Its start-up recovery forgets
+    // the reap's record, so nothing can take those counts back.
+    let restarted = worker(&redis, "w");
+    assert!(
+        restarted
+            .queue()
+            .renew_lease("w", "i2", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    restarted
+        .queue()
+        .requeue_in_flight("w", true)
+        .await
+        .unwrap();
+    assert_eq!(restarted.queue().absolve("w").await.unwrap(), 0);
+    assert_eq!(recovery_counters(&redis), 1);
+    let x = restarted
+        .claim_batch(1, Duration::from_millis(100))
+        .await
+        .unwrap();
+    restarted
+        .settle(&Settlement {
+            claimed: ClaimedBatch::of(&x),
+            done: x,
+            ..Settlement::default()
+        })
+        .await
+        .unwrap();
+
+    // A worker whose own loop was stuck keeps the counts of its reap the same way.
+    let stuck = worker(&redis, "stuck");
+    stuck.queue().push_envelope("z").await.unwrap();
+    assert!(
+        stuck
+            .queue()
+            .renew_lease("stuck", "i3", Duration::from_millis(100))
+            .await
+            .unwrap()
+    );
+    stuck
+        .claim_batch(1, Duration::from_millis(100))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    reaper.queue().reap_dead_workers().await.unwrap();
+    assert_eq!(recovery_counters(&redis), 2);
+    stuck.queue().confirm_reap("stuck").await.unwrap();
+    assert_eq!(stuck.queue().absolve("stuck").await.unwrap(), 0);
+    assert_eq!(recovery_counters(&redis), 2);
 }

@@ -21,6 +21,10 @@
 //!   The heartbeat records the loss and fires the loop's stop signal. The loop then drops what it
 //!   holds and starts over with a fresh lease ([`crate::run_loop`]); a lease held by another
 //!   process ends the worker with [`crate::WorkerError::WorkerIdInUse`].
+//! - **A lapse that was no death is taken back.** Unless the heartbeat let the lease run out
+//!   because the loop was stuck, the worker was alive all along (cut off from Redis, or the whole
+//!   process frozen), so the recovery counts the reap added are taken back
+//!   ([`mailtrail_queue::Queue::absolve`]): only real deaths count towards poison.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -254,8 +254,9 @@ impl Worker {
         }
     }
 
-    /// After a lapse: takes the lease again and requeues what is left in this worker's processing
-    /// list (claimed after the reap, or never reaped).
+    /// After a lapse: takes the lease again, requeues what is left in this worker's processing
+    /// list (claimed after the reap, or never reaped), and, unless the loop itself was stuck,
+    /// takes back the recovery counts the reap added, since this worker did not die.
     async fn start_over_after_lapse(&mut self, stalled: bool) -> Result<(), WorkerError> {
         let worker = self.config.worker_id.clone();
         tracing::warn!(
@@ -271,7 +272,26 @@ impl Worker {
         })
         .await
         .ok_or(WorkerError::Stopped)?;
-        tracing::info!(worker, requeued = requeued.moved, "took the lease again");
+        let absolved = if stalled {
+            // A stuck loop is what poison does: the reap's counts stand.
+            with_redis_retry(&mut shutdown, "keep the reap's counts", || {
+                queue.confirm_reap(&worker)
+            })
+            .await
+            .map(|()| 0)
+        } else {
+            with_redis_retry(&mut shutdown, "take back the reap's counts", || {
+                queue.absolve(&worker)
+            })
+            .await
+        }
+        .ok_or(WorkerError::Stopped)?;
+        tracing::info!(
+            worker,
+            requeued = requeued.moved,
+            counts_taken_back = absolved,
+            "took the lease again"
+        );
         Ok(())
     }
 

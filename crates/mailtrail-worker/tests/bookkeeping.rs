@@ -1,7 +1,7 @@
 //! The queue's bookkeeping (dead letters, skip counts, poison counters) under the faults that
 //! used to make it count twice, with the real `mailtrail-worker` binary, real Postgres and real
 //! Redis: a settle retried after a Redis stall, a statement held by a lock for longer than the
-//! lease.
+//! lease, a worker frozen past its lease.
 //!
 //! Each batch here holds good events, one event without `backer_id` (skipped and counted) and one
 //! signed body that names no event (dead-lettered), so a batch handled twice shows as two dead
@@ -359,4 +359,64 @@ async fn a_statement_held_by_a_lock_for_longer_than_the_lease_does_not_get_a_liv
     assert_eq!(look.skipped(), [("missing_backer_id".to_owned(), 1)]);
     assert_eq!(look.recovery_counters(), 0, "nobody died");
     assert_eq!(stored_events(&database).await, 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_frozen_past_its_lease_is_reaped_but_its_envelopes_are_not_counted_as_poison() {
+    let database = TestDatabase::create().await;
+    let redis = TestRedis::new();
+    let mut look = Look::new(redis.url(), redis.prefix());
+    let short_lease = [("MAILTRAIL_LEASE_TTL_SECS", "3")];
+    // w1 claims the whole batch; its write waits on the lock.
+    let lock = TableLock::take(database.url()).await;
+    look.push(&mixed_batch("frozen", 10));
+    let w1 = WorkerProcess::start(
+        database.url(),
+        redis.url(),
+        redis.prefix(),
+        "w1",
+        &short_lease,
+    );
+    look.wait_until("w1 claimed the batch", Duration::from_secs(30), |look| {
+        look.len("processing:w1") == 12
+    });
+    let w2 = WorkerProcess::start(
+        database.url(),
+        redis.url(),
+        redis.prefix(),
+        "w2",
+        &short_lease,
+    );
+    wait_for_lease(&mut look, "w2");
+    // Frozen while its write waits: its heartbeat stops with it, its lease runs out, and w2's
+    // reaper hands the batch over, counting a recovery for each envelope.
+    w1.signal("-STOP");
+    look.wait_until(
+        "w2 holds the reaped batch",
+        Duration::from_secs(30),
+        |look| look.len("processing:w1") == 0 && look.len("processing:w2") == 12,
+    );
+    assert_eq!(look.recovery_counters(), 12, "the reap counted a recovery");
+    lock.release().await;
+    look.wait_drained(Duration::from_secs(60));
+    // Back from the freeze, the worker finds its lease lapsed: it settles nothing, takes the
+    // reap's counts back and starts over.
+    w1.signal("-CONT");
+    look.wait_until("w1 took its lease again", Duration::from_secs(30), |look| {
+        look.exists("worker:w1")
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (status1, log1) = w1.terminate();
+    let (status2, log2) = w2.terminate();
+    assert!(status1.success() && status2.success(), "{log1}\n{log2}");
+    assert!(log1.contains("took the lease again"), "{log1}");
+    assert_eq!(look.len("dead"), 1, "dead-lettered once:\n{log1}\n{log2}");
+    assert_eq!(look.skipped(), [("missing_backer_id".to_owned(), 1)]);
+    assert_eq!(
+        look.recovery_counters(),
+        0,
+        "a worker that came back did not die:\n{log1}\n{log2}"
+    );
+    assert_eq!(stored_events(&database).await, 10);
 }
