@@ -3,9 +3,11 @@
 //! The receiver pushes envelopes with [`Queue::push_webhook`], which records the signature token
 //! and pushes in one Lua script. Workers claim batches with [`WorkerQueue::claim_batch`] (LMOVE /
 //! BLMOVE into their own processing list), and after Postgres commits they settle the batch with
-//! [`WorkerQueue::settle`]: acknowledge, dead-letter and count skips in one atomic step. A worker
-//! that dies leaves its processing list behind; its lease expires and any other worker's reaper
-//! ([`Queue::reap_dead_workers`]) moves the list back onto the backlog. See [`keys`] for every key
+//! [`WorkerQueue::settle`]: acknowledge, dead-letter and count skips in one atomic step, which
+//! takes effect once however often it is sent, and only while the worker holds its lease. A
+//! worker that dies leaves its processing list behind; its lease expires and any other worker's
+//! reaper ([`Queue::reap_dead_workers`]) moves the list back onto the backlog, counting towards
+//! poison detection unless the worker comes back ([`Queue::absolve`]). See [`keys`] for every key
 //! and the invariants the scripts keep.
 //!
 //! One file per role, each adding its methods to [`Queue`]:
