@@ -34,6 +34,12 @@ lint:
 bench:
     scripts/bench.sh
 
+# Chaos (not part of `test`; minutes, release build): 100,000 signed webhooks while workers,
+# receiver and Redis are killed -9 and Postgres refuses connections for a minute; then checks
+# every accepted webhook landed exactly once. Knobs: CHAOS_N, CHAOS_RATE, ... (scripts/chaos.sh).
+chaos:
+    scripts/chaos.sh
+
 # The load generator alone, with any of its flags (`just load --help`; release build).
 load *args:
     cargo run --quiet --release --bin mailtrail-bench -- {{args}}

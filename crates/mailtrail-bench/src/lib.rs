@@ -7,6 +7,9 @@
 //! | backlog fill | `--fill N` | [`bulk`] | Redis |
 //! | SQL baseline | `--sql-baseline N [--batch-size B]` | [`bulk`] | Postgres |
 //! | statistics | `--stats 250000,2500000` | [`stats_stage`] | Postgres (a database of its own) |
+//! | chaos load | `--chaos-send N --plan FILE [--url URL] [--connections N] [--rate R] [--give-up-after D]` | [`chaos`] | a receiver, a signing key |
+//! | chaos check | `--chaos-check --plan FILE` | [`chaos`] | Postgres, Redis |
+//! | proxy | `--proxy LISTEN --proxy-target ADDR` | [`proxy`] | nothing |
 //!
 //! - **HTTP** posts realistic, signed JSON webhooks ([`bodies`]: about 2 KB each, a unique token
 //!   each, three events per message id) to a receiver over `--connections` keep-alive HTTP/1.1
@@ -18,6 +21,10 @@
 //!   for Redis' append-only-file fsync), measured at the same offered rate.
 //! - **`--fill N`** and **`--sql-baseline N`** time a backlog fill and the store's upsert
 //!   statement alone, the worker's input and its ceiling.
+//! - **`--chaos-send`**, **`--chaos-check`** and **`--proxy`** are `just chaos`
+//!   (`scripts/chaos.sh`): webhooks posted until each is answered 200 while everything around
+//!   them is killed and restarted, a check that each landed exactly once, and a TCP proxy that
+//!   refuses connections on a signal, between the workers and Postgres.
 //!
 //! It is a binary of its own so that the operator CLI, `mailtrail`, links neither the worker nor
 //! an HTTP server or client stack. `main.rs` parses the arguments, reads [`BenchConfig`] and
@@ -25,12 +32,15 @@
 
 pub mod bodies;
 pub mod bulk;
+pub mod chaos;
 pub mod environment;
 pub mod load;
+pub mod proxy;
 pub mod senders;
 pub mod stats_stage;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -86,6 +96,27 @@ pub struct BenchArgs {
     /// GROUP BY (needs DATABASE_URL; a database of its own: it writes millions of rows).
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["rate", "fill", "sql_baseline", "sent_log", "lpush_baseline"])]
     pub stats: Option<Vec<u64>>,
+    /// Post N chaos webhooks (good events, events without backer_id, bodies that name no event)
+    /// until each is answered 200, and write what must be stored to --plan.
+    #[arg(long, requires = "plan", conflicts_with_all = ["fill", "sql_baseline", "lpush_baseline", "sent_log", "chaos_check", "proxy"])]
+    pub chaos_send: Option<usize>,
+    /// Compare Postgres and Redis with the --plan of a chaos run, once its queue is drained
+    /// (needs DATABASE_URL and REDIS_URL).
+    #[arg(long, requires = "plan", conflicts_with_all = ["fill", "sql_baseline", "lpush_baseline", "sent_log", "proxy"])]
+    pub chaos_check: bool,
+    /// The plan of a chaos run: written by --chaos-send, read by --chaos-check.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// How long --chaos-send keeps retrying a webhook not yet answered 200.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub give_up_after: Duration,
+    /// Listen here and forward to --proxy-target; SIGUSR1 refuses connections, SIGUSR2 accepts
+    /// again.
+    #[arg(long, requires = "proxy_target", conflicts_with_all = ["fill", "sql_baseline", "lpush_baseline", "sent_log"])]
+    pub proxy: Option<SocketAddr>,
+    /// Where --proxy forwards to.
+    #[arg(long, requires = "proxy")]
+    pub proxy_target: Option<SocketAddr>,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -97,7 +128,34 @@ pub async fn run(
     args: &BenchArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    if let Some(sizes) = &args.stats {
+    if let (Some(listen), Some(target)) = (args.proxy, args.proxy_target) {
+        proxy::run(listen, target, out).await?;
+    } else if let (Some(count), Some(plan)) = (args.chaos_send, &args.plan) {
+        let report = chaos::send(
+            config,
+            args.url.as_deref(),
+            count,
+            args.connections,
+            args.rate,
+            args.give_up_after,
+            plan,
+        )
+        .await?;
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        } else {
+            report.write_text(out)?;
+        }
+    } else if let (true, Some(plan)) = (args.chaos_check, &args.plan) {
+        let check = chaos::check(config, plan).await?;
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&check)?)?;
+        } else {
+            check.write_text(out)?;
+        }
+        out.flush().context("cannot write the output")?;
+        anyhow::ensure!(check.holds(), "the chaos run did not land exactly once");
+    } else if let Some(sizes) = &args.stats {
         stats_stage::run(config, sizes, args.json, out).await?;
     } else if let Some(count) = args.fill {
         bulk::fill(config, count).await?.write(out, args.json)?;
@@ -187,5 +245,29 @@ mod tests {
             "http://127.0.0.1:8080"
         ]));
         assert!(!parses(&["--duration", "10"]));
+        assert!(parses(&[
+            "--chaos-send",
+            "100",
+            "--plan",
+            "p.json",
+            "--rate",
+            "50"
+        ]));
+        assert!(!parses(&["--chaos-send", "100"]));
+        assert!(parses(&["--chaos-check", "--plan", "p.json"]));
+        assert!(!parses(&[
+            "--chaos-check",
+            "--plan",
+            "p.json",
+            "--fill",
+            "3"
+        ]));
+        assert!(parses(&[
+            "--proxy",
+            "127.0.0.1:1",
+            "--proxy-target",
+            "127.0.0.1:2"
+        ]));
+        assert!(!parses(&["--proxy", "127.0.0.1:1"]));
     }
 }

@@ -9,10 +9,20 @@
 //!   only after the batch's Postgres transaction committed. A crash before it leaves the batch in
 //!   the processing list, to be requeued (see `lease.rs`) and written again, which
 //!   the idempotent write makes harmless;
+//! - **a settle takes effect once**: every claimed batch has an id ([`ClaimedBatch::id`],
+//!   unique per process and batch), and the script that settles it sets `settled:{id}` in the
+//!   same step, so a settle sent again (its reply was lost to a timeout, and the worker retried)
+//!   finds the marker and does nothing, instead of dead-lettering and counting a second time;
+//! - **only the lease holder settles**: with [`WorkerQueue::with_instance`], a settle takes
+//!   effect only while that process holds the worker's lease. A lease that lapsed may have let a
+//!   reaper hand the batch to another worker, which then dead-letters and counts it; the late
+//!   owner's settle is refused ([`QueueError::LeaseLost`]) instead of doing so again;
 //! - **a batch is the oldest part of its processing list**: claims only add at the head, so a
 //!   batch settled whole is found by position at the tail (one `LTRIM`), and otherwise removed
 //!   envelope by envelope from the tail, where it is.
 
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -23,6 +33,12 @@ use crate::dead_letters::DeadLetter;
 use crate::error::QueueError;
 use crate::{Queue, QueueSettings, now_ms, scripts};
 
+/// How long a settled batch's marker is kept. A settle is sent again only by the worker that
+/// sent it, while it still holds the lease, within moments of a lost reply (or once Redis answers
+/// again); a day is far beyond that. One short key per batch, at most one per webhook, weighs
+/// less than the token markers the receiver keeps for 18 hours.
+pub const SETTLED_MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// The worker's side of the queue: claiming needs a blocking command, which gets a connection of
 /// its own so it never delays the short commands, and a response timeout longer than its block.
 #[derive(Clone)]
@@ -30,6 +46,8 @@ pub struct WorkerQueue {
     queue: Queue,
     blocking: ConnectionManager,
     worker: String,
+    /// The process that must hold the worker's lease for a settle to take effect ('' = any).
+    instance: String,
 }
 
 /// The outcome of processing one claimed batch.
@@ -71,26 +89,52 @@ pub enum SettledBy {
     Position,
     /// Envelope by envelope (`LREM`), wherever each was.
     Value,
+    /// An earlier send of this settlement already took effect (its reply was lost); nothing was
+    /// done this time.
+    Earlier,
 }
 
-/// A batch as claimed: its size and its two ends, enough to find it again in the processing
-/// list without sending every envelope back to Redis.
+/// A batch as claimed: its id, its size and its two ends, enough to find it again in the
+/// processing list without sending every envelope back to Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedBatch {
+    id: String,
     len: usize,
     oldest: String,
     newest: String,
 }
 
 impl ClaimedBatch {
-    /// Describes `batch` as returned by a claim (oldest first); `None` when it is empty.
+    /// Describes `batch` as returned by a claim (oldest first), under a new batch id; `None`
+    /// when it is empty. Call it once per claim: the id is what makes its settle take effect
+    /// once.
     pub fn of(batch: &[String]) -> Option<Self> {
         Some(Self {
+            id: next_batch_id(),
             len: batch.len(),
             oldest: batch.first()?.clone(),
             newest: batch.last()?.clone(),
         })
     }
+
+    /// The batch id: this process's id and a counter, unique across processes and restarts.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A new batch id: `{process}-{n}`, where the process part (pid and start time in nanoseconds)
+/// tells apart every process that ever settles on this Redis, and `n` counts its batches.
+fn next_batch_id() -> String {
+    static PROCESS: LazyLock<String> = LazyLock::new(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or(0);
+        format!("{:x}.{nanos:x}", std::process::id())
+    });
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", *PROCESS, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 impl WorkerQueue {
@@ -110,7 +154,15 @@ impl WorkerQueue {
             queue,
             blocking,
             worker: worker.into(),
+            instance: String::new(),
         })
+    }
+
+    /// Settles only while `instance` (the process, unique per start) holds the worker's lease:
+    /// see [`WorkerQueue::settle`]. Without it, settles do not look at the lease.
+    pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = instance.into();
+        self
     }
 
     /// The shared queue operations.
@@ -185,18 +237,27 @@ impl WorkerQueue {
 
     /// Dead-letters, acknowledges and counts a processed batch in one atomic step. Call only after
     /// the batch's Postgres transaction committed.
+    ///
+    /// Safe to send again after an error: a settlement of a claimed batch
+    /// ([`Settlement::claimed`], which the worker always gives) takes effect once, and a repeat
+    /// answers [`SettledBy::Earlier`]. A settlement without its claimed batch gets a new id on
+    /// every call, so it is not protected against its own repetition. With
+    /// [`WorkerQueue::with_instance`], fails with [`QueueError::LeaseLost`] (changing nothing)
+    /// when that process no longer holds the worker's lease.
     pub async fn settle(&self, settlement: &Settlement) -> Result<SettledBy, QueueError> {
         let dead_entries = self.dead_entries(settlement)?;
+        let batch_id = settlement
+            .claimed
+            .as_ref()
+            .map_or_else(next_batch_id, |claimed| claimed.id.clone());
         let settled_whole = settlement
             .claimed
             .as_ref()
             .filter(|claimed| claimed.len == settlement.done.len() + settlement.dead.len());
         if let Some(claimed) = settled_whole {
-            let keys = self.queue.keys();
-            let mut invocation = scripts::SETTLE_CLAIMED.key(keys.processing(&self.worker));
+            let mut invocation = scripts::SETTLE_CLAIMED.prepare_invoke();
+            self.guarded(&mut invocation, &batch_id);
             invocation
-                .key(keys.dead())
-                .key(keys.skipped())
                 .arg(claimed.len)
                 .arg(&claimed.oldest)
                 .arg(&claimed.newest)
@@ -205,36 +266,34 @@ impl WorkerQueue {
             let settled: i64 = invocation
                 .invoke_async(&mut self.queue.connection())
                 .await?;
-            if settled >= 0 {
-                return Ok(SettledBy::Position);
+            match self.guard_outcome(settled)? {
+                Some(earlier) => return Ok(earlier),
+                None if settled >= 0 => return Ok(SettledBy::Position),
+                None => tracing::debug!(
+                    worker = self.worker,
+                    "the batch is not at the tail of the processing list; settling it by value"
+                ),
             }
-            tracing::debug!(
-                worker = self.worker,
-                "the batch is not at the tail of the processing list; settling it by value"
-            );
         }
-        self.settle_by_value(settlement, &dead_entries).await?;
-        Ok(SettledBy::Value)
+        self.settle_by_value(settlement, &batch_id, &dead_entries)
+            .await
     }
 
     /// Removes each settled envelope by value (`LREM`), wherever it is in the processing list.
     async fn settle_by_value(
         &self,
         settlement: &Settlement,
+        batch_id: &str,
         dead_entries: &[String],
-    ) -> Result<(), QueueError> {
-        let keys = self.queue.keys();
+    ) -> Result<SettledBy, QueueError> {
         let removed: Vec<&String> = settlement
             .done
             .iter()
             .chain(settlement.dead.iter().map(|dead| &dead.envelope))
             .collect();
-        let mut invocation = scripts::SETTLE.key(keys.processing(&self.worker));
-        invocation
-            .key(keys.dead())
-            .key(keys.skipped())
-            .arg(removed.len())
-            .arg(dead_entries.len());
+        let mut invocation = scripts::SETTLE.prepare_invoke();
+        self.guarded(&mut invocation, batch_id);
+        invocation.arg(removed.len()).arg(dead_entries.len());
         // In claim order, oldest first: a batch is the oldest part of the processing list, at
         // its tail, and the script removes from the tail, so each LREM finds its envelope at
         // once even while the next batch (claimed during this one's write) sits at the head.
@@ -242,10 +301,35 @@ impl WorkerQueue {
             invocation.arg(*envelope);
         }
         append_dead_and_skipped(&mut invocation, dead_entries, &settlement.skipped);
-        let _: i64 = invocation
+        let settled: i64 = invocation
             .invoke_async(&mut self.queue.connection())
             .await?;
-        Ok(())
+        Ok(self.guard_outcome(settled)?.unwrap_or(SettledBy::Value))
+    }
+
+    /// The keys and leading arguments both settle scripts share (see `scripts::SETTLE_GUARD`).
+    fn guarded(&self, invocation: &mut redis::ScriptInvocation<'_>, batch_id: &str) {
+        let keys = self.queue.keys();
+        invocation
+            .key(keys.processing(&self.worker))
+            .key(keys.dead())
+            .key(keys.skipped())
+            .key(keys.settled(batch_id))
+            .key(keys.lease(&self.worker))
+            .arg(&self.instance)
+            .arg(SETTLED_MARKER_TTL.as_secs());
+    }
+
+    /// What the guard of a settle script answered: `Some(Earlier)` for a repeat, an error when
+    /// the lease is lost, `None` when the script went on.
+    fn guard_outcome(&self, answer: i64) -> Result<Option<SettledBy>, QueueError> {
+        match answer {
+            -2 => Ok(Some(SettledBy::Earlier)),
+            -3 => Err(QueueError::LeaseLost {
+                worker: self.worker.clone(),
+            }),
+            _ => Ok(None),
+        }
     }
 
     /// The settlement's dead letters, as stored in the dead list.

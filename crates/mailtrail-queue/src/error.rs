@@ -9,6 +9,20 @@ pub enum QueueError {
     /// A dead letter or envelope is not the JSON we wrote.
     #[error("queue entry is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// This process no longer holds the worker's lease, so the step was refused: the lease ran
+    /// out, and a reaper may have handed the worker's envelopes to another worker.
+    #[error("worker `{worker}` no longer holds its lease")]
+    LeaseLost {
+        /// The worker id.
+        worker: String,
+    },
+}
+
+impl QueueError {
+    /// True when retrying cannot help: the lease is gone.
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, Self::LeaseLost { .. })
+    }
 }
 
 /// Why Redis' settings were refused by [`Queue::check_durability`](crate::Queue::check_durability).

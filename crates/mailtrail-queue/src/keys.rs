@@ -10,10 +10,15 @@
 //! | `{prefix}token:{token}` | string, TTL | signature tokens already accepted (replay protection) |
 //! | `{prefix}skipped` | hash | reason → count of events skipped for lack of custom variables |
 //! | `{prefix}recovered` | hash | SHA-1 of an envelope → `{count}:{first_ms}`: times it was recovered from a dead worker since `first_ms` |
+//! | `{prefix}reaped:{worker}` | hash, TTL | the recovery counts the last reap of `worker` added (SHA-1 → count), taken back if that worker turns out to be alive |
+//! | `{prefix}settled:{batch}` | string, TTL | a claimed batch whose settle took effect; a repeated settle of it does nothing |
 //!
 //! Invariants: an envelope is, at every instant, in exactly one of `events`, some
 //! `processing:{worker}` or `dead` (briefly in two while a script moves it, never in none), and a
-//! token key exists only if its envelope was pushed in the same atomic step.
+//! token key exists only if its envelope was pushed in the same atomic step. A settle takes
+//! effect at most once per claimed batch (its `settled:{batch}` marker is set in the same step),
+//! and only while its worker's process holds the lease, so no settle reaches a processing list
+//! that a reaper has emptied meanwhile.
 //!
 //! Every key a script touches is one of the script's `KEYS`, never built inside the script, so
 //! the scripts stay valid on Redis Cluster once the keys share a hash tag. That is why the
@@ -80,6 +85,16 @@ impl QueueKeys {
     pub fn skipped(&self) -> String {
         format!("{}skipped", self.prefix)
     }
+
+    /// What the last reap of `worker` added to the recovery counters.
+    pub fn reaped(&self, worker: &str) -> String {
+        format!("{}reaped:{worker}", self.prefix)
+    }
+
+    /// The marker of a settled batch.
+    pub fn settled(&self, batch: &str) -> String {
+        format!("{}settled:{batch}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -97,5 +112,7 @@ mod tests {
         assert_eq!(keys.token("abc"), "mailtrail:token:abc");
         assert_eq!(keys.skipped(), "mailtrail:skipped");
         assert_eq!(keys.recovered(), "mailtrail:recovered");
+        assert_eq!(keys.reaped("w1"), "mailtrail:reaped:w1");
+        assert_eq!(keys.settled("b7"), "mailtrail:settled:b7");
     }
 }

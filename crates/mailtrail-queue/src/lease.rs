@@ -9,10 +9,18 @@
 //!   processing list, in one script, so a crash at any instant loses nothing;
 //! - **a live worker keeps its list**: the reaper's "lease expired" check is repeated inside the
 //!   script, so a worker that renewed meanwhile is left alone;
+//! - **a running worker learns of a lapse**: [`Queue::heartbeat`] renews only a lease this
+//!   process still holds and reports a lapsed one instead of taking it again, so a worker whose
+//!   envelopes may have been handed to another never goes on as if nothing happened;
 //! - **poison stops**: an envelope recovered from dead workers more than [`POISON_CAP`] times
 //!   within [`POISON_WINDOW`] is dead-lettered instead of being fed to the next worker. The
 //!   counters are fields of one hash (`{prefix}recovered`), which the reaper prunes of fields
-//!   whose window is over, a bounded number per pass.
+//!   whose window is over, a bounded number per pass;
+//! - **only deaths count**: a reap cannot tell a dead worker from one cut off from Redis (or
+//!   frozen) for longer than its lease, so it records what it counted (`{prefix}reaped:{worker}`),
+//!   and a worker that comes back to a lapsed lease takes those counts back
+//!   ([`Queue::absolve`]). A restart under the same id removes the record instead: the previous
+//!   process did die.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -41,6 +49,17 @@ pub struct Requeued {
     pub moved: u64,
     /// Envelopes dead-lettered as poison.
     pub poisoned: u64,
+}
+
+/// What a running worker's [`Queue::heartbeat`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The lease was this process's and is renewed.
+    Renewed,
+    /// The lease had run out: a reaper may have moved the worker's envelopes. Not taken again.
+    Lapsed,
+    /// Another process holds the worker's lease.
+    HeldByAnother,
 }
 
 /// A dead worker the reaper recovered, and what became of its in-flight envelopes.
@@ -74,6 +93,52 @@ impl Queue {
         Ok(held == 1)
     }
 
+    /// Renews `worker`'s lease for `ttl` if `instance` still holds it; a running worker's
+    /// heartbeat. Unlike [`Queue::renew_lease`], a lapsed lease is reported, not taken again.
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<Heartbeat, QueueError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let answer: i64 = scripts::RENEW
+            .key(self.keys().lease(worker))
+            .key(self.keys().workers())
+            .arg(instance)
+            .arg(now_ms())
+            .arg(ttl_ms)
+            .arg(worker)
+            .invoke_async(&mut self.connection())
+            .await?;
+        Ok(match answer {
+            1 => Heartbeat::Renewed,
+            0 => Heartbeat::Lapsed,
+            _ => Heartbeat::HeldByAnother,
+        })
+    }
+
+    /// Takes back the recovery counts the last reap of `worker` added, for a worker that found
+    /// its lease lapsed but was alive all along (cut off from Redis, or frozen): its envelopes
+    /// were not what stopped it. Returns how many counters were lowered.
+    pub async fn absolve(&self, worker: &str) -> Result<u64, QueueError> {
+        let lowered: u64 = scripts::ABSOLVE
+            .key(self.keys().reaped(worker))
+            .key(self.keys().recovered())
+            .invoke_async(&mut self.connection())
+            .await?;
+        Ok(lowered)
+    }
+
+    /// Forgets what the last reap of `worker` counted, so the counts stand: the worker's loop was
+    /// stuck, which is what a poison envelope does.
+    pub async fn confirm_reap(&self, worker: &str) -> Result<(), QueueError> {
+        self.connection()
+            .del::<_, ()>(self.keys().reaped(worker))
+            .await?;
+        Ok(())
+    }
+
     /// Moves `worker`'s in-flight envelopes back onto the backlog. `after_crash` counts each
     /// envelope's recovery (for poison detection); a clean stop does not.
     pub async fn requeue_in_flight(
@@ -98,6 +163,7 @@ impl Queue {
             .key(keys.workers())
             .key(keys.dead())
             .key(keys.recovered())
+            .key(keys.reaped(worker))
             .arg(if only_if_dead { "1" } else { "0" })
             .arg(worker)
             .arg(if after_crash { "1" } else { "0" })

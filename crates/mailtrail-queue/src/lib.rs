@@ -3,9 +3,11 @@
 //! The receiver pushes envelopes with [`Queue::push_webhook`], which records the signature token
 //! and pushes in one Lua script. Workers claim batches with [`WorkerQueue::claim_batch`] (LMOVE /
 //! BLMOVE into their own processing list), and after Postgres commits they settle the batch with
-//! [`WorkerQueue::settle`]: acknowledge, dead-letter and count skips in one atomic step. A worker
-//! that dies leaves its processing list behind; its lease expires and any other worker's reaper
-//! ([`Queue::reap_dead_workers`]) moves the list back onto the backlog. See [`keys`] for every key
+//! [`WorkerQueue::settle`]: acknowledge, dead-letter and count skips in one atomic step, which
+//! takes effect once however often it is sent, and only while the worker holds its lease. A
+//! worker that dies leaves its processing list behind; its lease expires and any other worker's
+//! reaper ([`Queue::reap_dead_workers`]) moves the list back onto the backlog, counting towards
+//! poison detection unless the worker comes back ([`Queue::absolve`]). See [`keys`] for every key
 //! and the invariants the scripts keep.
 //!
 //! One file per role, each adding its methods to [`Queue`]:
@@ -32,12 +34,15 @@ mod producer;
 mod scripts;
 
 pub use connection::{Queue, QueueSettings, RedisDurability};
-pub use consumer::{ClaimedBatch, DeadEnvelope, SettledBy, Settlement, SkippedCount, WorkerQueue};
+pub use consumer::{
+    ClaimedBatch, DeadEnvelope, SETTLED_MARKER_TTL, SettledBy, Settlement, SkippedCount,
+    WorkerQueue,
+};
 pub use dead_letters::{DeadEntry, DeadLetter, PurgedWindow, ReplayableDeadLetter};
 pub use error::{DurabilityError, QueueError};
 pub use inspect::{BacklogSnapshot, InFlight};
 pub use keys::QueueKeys;
-pub use lease::{POISON_CAP, POISON_WINDOW, ReapedWorker, Requeued};
+pub use lease::{Heartbeat, POISON_CAP, POISON_WINDOW, ReapedWorker, Requeued};
 pub use producer::PushOutcome;
 
 /// Milliseconds since the epoch.

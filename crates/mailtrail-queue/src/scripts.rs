@@ -46,57 +46,86 @@ return items
     )
 });
 
-/// Settles a processed batch: dead letters are pushed, then every processed envelope is removed
-/// from the processing list, then skip counters move, all at once.
+/// The guard both settle scripts start with: a batch is settled at most once, and only by the
+/// process that holds its worker's lease.
 ///
-/// KEYS: processing list, dead list, skipped hash.
-/// ARGV: n envelopes, m dead entries, then the n envelopes (oldest first: each LREM searches from
-/// the tail, where the oldest claimed envelopes are, so it finds its envelope at once even when a
-/// newer batch is already claimed at the head), the m dead entries, and (reason, count) pairs.
+/// KEYS[4] is the batch's `settled:{batch}` marker, KEYS[5] the worker's lease; ARGV[1] the
+/// settling process's instance id ('' skips the lease check). Returns -2 when the marker exists
+/// (an earlier send of this settle took effect: a reply lost to a timeout, then a retry), -3 when
+/// the lease is not this instance's (it lapsed, and a reaper may have moved the list meanwhile).
+/// The marker is checked first, so a retry of a settle that took effect says so even if the
+/// lease lapsed since.
+const SETTLE_GUARD: &str = r"
+if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
+if ARGV[1] ~= '' then
+  local lease = redis.call('GET', KEYS[5])
+  local suffix = ':' .. ARGV[1]
+  if not lease or string.sub(lease, -string.len(suffix)) ~= suffix then return -3 end
+end
+";
+
+/// Settles a processed batch: dead letters are pushed, then every processed envelope is removed
+/// from the processing list, then skip counters move, and the batch's marker is set, all at once.
+///
+/// KEYS: processing list, dead list, skipped hash, the batch's settled marker, the lease.
+/// ARGV: instance (see [`SETTLE_GUARD`]), marker TTL in seconds, n envelopes, m dead entries,
+/// then the n envelopes (oldest first: each LREM searches from the tail, where the oldest
+/// claimed envelopes are, so it finds its envelope at once even when a newer batch is already
+/// claimed at the head), the m dead entries, and (reason, count) pairs.
+/// Returns n, or -2 / -3 from the guard (then nothing changed).
 pub(crate) static SETTLE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local n = tonumber(ARGV[1])
-local m = tonumber(ARGV[2])
-for i = 3 + n, 2 + n + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
-for i = 3, 2 + n do redis.call('LREM', KEYS[1], -1, ARGV[i]) end
-for i = 3 + n + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+    Script::new(&format!(
+        r"{SETTLE_GUARD}
+local n = tonumber(ARGV[3])
+local m = tonumber(ARGV[4])
+for i = 5 + n, 4 + n + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+for i = 5, 4 + n do redis.call('LREM', KEYS[1], -1, ARGV[i]) end
+for i = 5 + n + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[2])
 return n
-",
-    )
+"
+    ))
 });
 
 /// Settles a whole claimed batch by position: when the batch is still the oldest part of the
 /// processing list (at its tail), removes it with one `LTRIM` instead of one `LREM` per envelope.
 ///
-/// KEYS: processing list, dead list, skipped hash.
-/// ARGV: batch size n, the batch's oldest envelope, its newest, m dead entries count, the m dead
-/// entries, then (reason, count) pairs.
+/// KEYS: processing list, dead list, skipped hash, the batch's settled marker, the lease.
+/// ARGV: instance (see [`SETTLE_GUARD`]), marker TTL in seconds, batch size n, the batch's
+/// oldest envelope, its newest, m dead entries count, the m dead entries, then (reason, count)
+/// pairs.
 ///
 /// Claims only ever add at the head, so the n envelopes at the tail are the batch exactly when
 /// the tail is its oldest envelope and the n-th from the tail its newest; both are checked. If
 /// not (the list was changed by someone else), nothing happens and -1 is returned: the caller
 /// then settles by value with [`SETTLE`]. Sending two envelopes instead of all n, and an `LTRIM`
-/// instead of n `LREM`s into the append-only file, is most of Redis' work per batch.
+/// instead of n `LREM`s into the append-only file, is most of Redis' work per batch. Returns n,
+/// -1, or -2 / -3 from the guard.
+///
+/// Without the marker, a settle whose reply was lost (a Redis timeout) and that was sent again
+/// would find the batch gone from the tail, fall back to settling by value, and push its dead
+/// letters and skip counts a second time.
 pub(crate) static SETTLE_CLAIMED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local n = tonumber(ARGV[1])
-if n < 1 or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[2]
-  or redis.call('LINDEX', KEYS[1], -n) ~= ARGV[3] then return -1 end
-local m = tonumber(ARGV[4])
-for i = 5, 4 + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+    Script::new(&format!(
+        r"{SETTLE_GUARD}
+local n = tonumber(ARGV[3])
+if n < 1 or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[4]
+  or redis.call('LINDEX', KEYS[1], -n) ~= ARGV[5] then return -1 end
+local m = tonumber(ARGV[6])
+for i = 7, 6 + m do redis.call('LPUSH', KEYS[2], ARGV[i]) end
 redis.call('LTRIM', KEYS[1], 0, -n - 1)
-for i = 5 + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+for i = 7 + m, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[2])
 return n
-",
-    )
+"
+    ))
 });
 
 /// Moves a processing list back onto the backlog's consumer end, so its envelopes are taken
 /// next, in their original order; each is re-inserted before it is removed.
 ///
-/// KEYS: processing list, backlog, lease, workers set, dead list, recovery counters hash.
+/// KEYS: processing list, backlog, lease, workers set, dead list, recovery counters hash, the
+/// worker's reaped record.
 /// ARGV: only-if-dead flag ('1': do nothing if the lease exists, the reaper's check repeated
 /// inside the script so a worker that renewed meanwhile keeps its list; then deregister),
 /// worker id, count-as-crash flag, poison cap, recovery window in milliseconds.
@@ -107,6 +136,13 @@ return n
 /// than `cap` times within the window is the likely cause of the crashes (a poison message), so
 /// it is dead-lettered instead of being fed to the next worker. The counter lives in a field
 /// named in `KEYS`, not in a key built here from the envelope, so the script runs on a cluster.
+///
+/// A reap (only-if-dead and counting) cannot know whether the owner died or was only cut off
+/// from Redis (or frozen) for longer than its lease, so it writes what it counted into the
+/// worker's reaped record (SHA-1 → increments, kept for the recovery window): an owner that comes
+/// back to find its lease lapsed takes those counts back with [`ABSOLVE`]. Every counting
+/// requeue replaces the record, and a start-up recovery (counting, not only-if-dead) removes it:
+/// a new process with the worker's id means the previous one did die, so its counts stand.
 /// Returns {moved, poisoned}, or {-1, 0} when the worker turned out to be alive.
 pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -116,6 +152,8 @@ local moved, poisoned = 0, 0
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local cap, window_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local reaping = ARGV[1] == '1' and ARGV[3] == '1'
+if ARGV[3] == '1' then redis.call('DEL', KEYS[7]) end
 while true do
   local item = redis.call('LINDEX', KEYS[1], 0)
   if not item then break end
@@ -138,6 +176,7 @@ while true do
       poisoned = poisoned + 1
     else
       redis.call('HSET', KEYS[6], field, string.format('%d:%d', count, first_ms))
+      if reaping then redis.call('HINCRBY', KEYS[7], field, 1) end
     end
   end
   if not dead then
@@ -146,8 +185,40 @@ while true do
   end
   redis.call('LPOP', KEYS[1])
 end
+if reaping and redis.call('EXISTS', KEYS[7]) == 1 then redis.call('PEXPIRE', KEYS[7], window_ms) end
 if ARGV[1] == '1' then redis.call('SREM', KEYS[4], ARGV[2]) end
 return {moved, poisoned}
+",
+    )
+});
+
+/// Takes back the recovery counts a reap added, for a worker that turned out to be alive.
+///
+/// KEYS: the worker's reaped record, recovery counters hash. Each recorded field's counter goes
+/// down by what the reap added (removed at zero); a counter that restarted since, or is gone, is
+/// never taken below zero. The record is removed. Returns how many counters were lowered.
+pub(crate) static ABSOLVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local record = redis.call('HGETALL', KEYS[1])
+local lowered = 0
+for i = 1, #record, 2 do
+  local counted = redis.call('HGET', KEYS[2], record[i])
+  if counted then
+    local c, f = string.match(counted, '^(%d+):(%d+)$')
+    if c then
+      local left = tonumber(c) - tonumber(record[i + 1])
+      if left > 0 then
+        redis.call('HSET', KEYS[2], record[i], string.format('%d:%s', left, f))
+      else
+        redis.call('HDEL', KEYS[2], record[i])
+      end
+      lowered = lowered + 1
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+return lowered
 ",
     )
 });
@@ -193,6 +264,27 @@ pub(crate) static LEASE: LazyLock<Script> = LazyLock::new(|| {
 local current = redis.call('GET', KEYS[1])
 local suffix = ':' .. ARGV[1]
 if current and string.sub(current, -string.len(suffix)) ~= suffix then return 0 end
+redis.call('SET', KEYS[1], ARGV[2] .. suffix, 'PX', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
+",
+    )
+});
+
+/// Renews a lease this instance holds, and only that: a lapsed lease is not taken again.
+///
+/// KEYS: lease, workers set. ARGV: instance id, now in ms, TTL in ms, worker id.
+/// Returns 1 renewed, 0 lapsed (the key is gone: the lease ran out, and a reaper may have moved
+/// the worker's list), -1 held by another instance. Unlike [`LEASE`], which a starting worker
+/// uses, a running worker must learn of a lapse rather than paper over it: what it holds in
+/// memory may have been handed to another worker meanwhile.
+pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local suffix = ':' .. ARGV[1]
+if string.sub(current, -string.len(suffix)) ~= suffix then return -1 end
 redis.call('SET', KEYS[1], ARGV[2] .. suffix, 'PX', ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[4])
 return 1

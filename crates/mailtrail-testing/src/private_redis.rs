@@ -40,6 +40,29 @@ impl PrivateRedis {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and commands queue up unanswered, as
+    /// when Redis stalls on a slow disk or the network holds packets. Nothing is lost.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT); it then runs every command that queued up.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self
+            .child
+            .as_ref()
+            .expect("the private redis-server is running");
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} failed");
+    }
+
     /// Starts the server again on the same port and data directory, and waits until it answers.
     pub fn restart(&mut self) {
         self.stop();

@@ -2,17 +2,21 @@
 
 use std::time::{Duration, Instant};
 
+use crate::heartbeat::Progress;
 use crate::shutdown::Shutdown;
 
 /// Backoff bounds for retrying Postgres or Redis.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The longest sleep between two attempts (the lease heartbeat's stall limit allows for it).
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Exponential, jittered backoff that logs once per outage, not once per attempt.
 pub(crate) struct Backoff {
     what: &'static str,
     delay: Duration,
     failing_since: Option<Instant>,
+    /// Told after every sleep: waiting out an outage is progress, not a stuck loop.
+    progress: Option<Progress>,
 }
 
 impl Backoff {
@@ -22,7 +26,14 @@ impl Backoff {
             what,
             delay: BACKOFF_MIN,
             failing_since: None,
+            progress: None,
         }
+    }
+
+    /// Reports progress to the lease heartbeat after every sleep.
+    pub(crate) fn reporting_to(mut self, progress: &Progress) -> Self {
+        self.progress = Some(progress.clone());
+        self
     }
 
     /// Records a failure and sleeps; false if the stop was requested meanwhile.
@@ -42,10 +53,14 @@ impl Backoff {
             .unwrap_or(0);
         let sleep = self.delay.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0);
         self.delay = (self.delay * 2).min(BACKOFF_MAX);
-        tokio::select! {
+        let go_on = tokio::select! {
             () = tokio::time::sleep(sleep) => !shutdown.is_requested(),
             () = shutdown.requested() => false,
+        };
+        if let Some(progress) = &self.progress {
+            progress.report();
         }
+        go_on
     }
 
     /// Records a success: logs the end of an outage and resets the delay.
@@ -65,13 +80,38 @@ impl Backoff {
 pub(crate) async fn with_redis_retry<T, F, Fut>(
     shutdown: &mut Shutdown,
     what: &'static str,
+    step: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, mailtrail_queue::QueueError>>,
+{
+    retry_redis(Backoff::new(what), shutdown, step).await
+}
+
+/// [`with_redis_retry`] for the loop, reporting its progress to the lease heartbeat.
+pub(crate) async fn with_redis_retry_reporting<T, F, Fut>(
+    shutdown: &mut Shutdown,
+    what: &'static str,
+    progress: &Progress,
+    step: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, mailtrail_queue::QueueError>>,
+{
+    retry_redis(Backoff::new(what).reporting_to(progress), shutdown, step).await
+}
+
+async fn retry_redis<T, F, Fut>(
+    mut backoff: Backoff,
+    shutdown: &mut Shutdown,
     mut step: F,
 ) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, mailtrail_queue::QueueError>>,
 {
-    let mut backoff = Backoff::new(what);
     loop {
         match step().await {
             Ok(value) => {

@@ -15,11 +15,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mailtrail_core::{EventRow, Verdict, triage};
-use mailtrail_queue::{ClaimedBatch, DeadEnvelope, Settlement, SkippedCount, WorkerQueue};
+use mailtrail_queue::{ClaimedBatch, DeadEnvelope, Settlement, SkippedCount};
 use mailtrail_store::{StoreConnection, StoreError, UpsertCounts, upsert_events};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::backoff::Backoff;
+use crate::heartbeat::Progress;
 use crate::shutdown::Shutdown;
 
 /// What is decided so far about one envelope of the batch.
@@ -146,23 +147,6 @@ pub(crate) struct BatchWriter {
     statement_timeout: Duration,
 }
 
-/// Keeps the worker's lease alive while a write waits out an outage: the batch is still ours.
-pub(crate) struct LeaseKeeper<'a> {
-    pub(crate) queue: &'a WorkerQueue,
-    pub(crate) instance: &'a str,
-    pub(crate) ttl: Duration,
-}
-
-impl LeaseKeeper<'_> {
-    async fn renew(&self) {
-        let _ = self
-            .queue
-            .queue()
-            .renew_lease(self.queue.worker(), self.instance, self.ttl)
-            .await;
-    }
-}
-
 impl BatchWriter {
     /// Wraps an open connection; `database_url` and `statement_timeout` reopen it.
     pub(crate) fn new(
@@ -179,21 +163,23 @@ impl BatchWriter {
 
     /// Writes the batch's rows; rows Postgres refuses for their data dead-letter their
     /// envelopes. `None` means the stop came first (the batch stays in the processing list).
+    /// Every attempt is reported to `progress`: the lease heartbeat keeps the lease while the
+    /// write is waiting out an outage, and only while it is.
     pub(crate) async fn write(
         &mut self,
         batch: &mut TriagedBatch,
-        lease: &LeaseKeeper<'_>,
+        progress: &Progress,
         shutdown: &mut Shutdown,
     ) -> Option<UpsertCounts> {
         let rows = std::mem::take(&mut batch.rows);
-        let counts = match self.write_with_retry(&rows, lease, shutdown).await? {
+        let counts = match self.write_with_retry(&rows, progress, shutdown).await? {
             Ok(counts) => counts,
             Err(error) => {
                 tracing::warn!(%error, batch.size = rows.len(), "Postgres refused the batch; writing its rows one by one");
                 let mut total = UpsertCounts::default();
                 for (index, row) in rows.iter().enumerate() {
                     match self
-                        .write_with_retry(std::slice::from_ref(row), lease, shutdown)
+                        .write_with_retry(std::slice::from_ref(row), progress, shutdown)
                         .await?
                     {
                         Ok(counts) => {
@@ -216,15 +202,30 @@ impl BatchWriter {
     async fn write_with_retry(
         &mut self,
         rows: &[EventRow],
-        lease: &LeaseKeeper<'_>,
+        progress: &Progress,
         shutdown: &mut Shutdown,
     ) -> Option<Result<UpsertCounts, StoreError>> {
-        let mut backoff = Backoff::new("postgres");
+        let mut backoff = Backoff::new("postgres").reporting_to(progress);
         let mut reconnect = false;
         loop {
+            progress.report();
             if reconnect {
                 let url = self.database_url.expose_secret();
-                match mailtrail_store::connect(url, self.statement_timeout).await {
+                // Bounded like a statement: a host that drops packets would otherwise hold the
+                // connect for minutes (TCP's own retries), which the heartbeat takes for a stall.
+                let connected = match tokio::time::timeout(
+                    self.statement_timeout,
+                    mailtrail_store::connect(url, self.statement_timeout),
+                )
+                .await
+                {
+                    Ok(connected) => connected.map_err(|error| error.to_string()),
+                    Err(_) => Err(format!(
+                        "connecting to Postgres took longer than {} ms",
+                        self.statement_timeout.as_millis()
+                    )),
+                };
+                match connected {
                     Ok(connection) => self.connection = connection,
                     Err(error) => {
                         if !backoff.failed(&error, shutdown).await {
@@ -241,7 +242,6 @@ impl BatchWriter {
                 }
                 Err(error) if error.is_transient() => {
                     reconnect = true;
-                    lease.renew().await;
                     if !backoff.failed(&error, shutdown).await {
                         return None;
                     }

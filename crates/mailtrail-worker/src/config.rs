@@ -36,9 +36,10 @@ pub struct WorkerEnv {
     /// `MAILTRAIL_MIGRATE`: run pending migrations at start (under an advisory lock).
     #[serde(default = "default_true")]
     pub mailtrail_migrate: bool,
-    /// `MAILTRAIL_STATEMENT_TIMEOUT_MS`: Postgres statement timeout.
-    #[serde(default = "default_statement_timeout_ms")]
-    pub mailtrail_statement_timeout_ms: u64,
+    /// `MAILTRAIL_STATEMENT_TIMEOUT_MS`: Postgres statement timeout; unset, 15 s or half the
+    /// lease, whichever is shorter.
+    #[serde(default)]
+    pub mailtrail_statement_timeout_ms: Option<u64>,
     /// `MAILTRAIL_REDIS_TIMEOUT_MS`: longest wait on one Redis command.
     #[serde(default = "default_redis_timeout_ms")]
     pub mailtrail_redis_timeout_ms: u64,
@@ -71,9 +72,10 @@ fn default_lease_ttl_secs() -> u64 {
 fn default_true() -> bool {
     true
 }
-fn default_statement_timeout_ms() -> u64 {
-    30_000
-}
+/// The statement timeout when `MAILTRAIL_STATEMENT_TIMEOUT_MS` is unset (or half the lease, if
+/// that is shorter). A 1,000-row batch takes tens of milliseconds; a statement still running after
+/// 15 s is waiting on a lock or an overloaded server, and is better retried.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
 fn default_redis_timeout_ms() -> u64 {
     2_000
 }
@@ -151,6 +153,21 @@ impl WorkerConfig {
                 "MAILTRAIL_CLAIM_BLOCK_MS must be at most a third of MAILTRAIL_LEASE_TTL_SECS",
             ));
         }
+        // A statement must end well within the lease. The heartbeat renews the lease while one
+        // runs, but the loop's progress is only seen between statements, and a loop silent for
+        // too long is presumed stuck (see the worker's heartbeat module).
+        let statement_timeout = match env.mailtrail_statement_timeout_ms {
+            Some(ms) => {
+                let statement_timeout = Duration::from_millis(ms.max(1));
+                if statement_timeout * 2 > lease_ttl {
+                    return Err(ConfigError::Invalid(
+                        "MAILTRAIL_STATEMENT_TIMEOUT_MS must be at most half of MAILTRAIL_LEASE_TTL_SECS",
+                    ));
+                }
+                statement_timeout
+            }
+            None => DEFAULT_STATEMENT_TIMEOUT.min(lease_ttl / 2),
+        };
         let worker_id = match env.mailtrail_worker_id {
             Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
             _ => default_worker_id(),
@@ -164,7 +181,7 @@ impl WorkerConfig {
             claim_block,
             lease_ttl,
             migrate: env.mailtrail_migrate,
-            statement_timeout: Duration::from_millis(env.mailtrail_statement_timeout_ms.max(1)),
+            statement_timeout,
             redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
             backlog_warn: env.mailtrail_backlog_warn,
             require_noeviction: env.mailtrail_require_noeviction,
@@ -249,5 +266,33 @@ mod tests {
         assert!(zero.to_string().contains("MAILTRAIL_BATCH_SIZE"));
         let id = env(&[("DATABASE_URL", "x"), ("MAILTRAIL_WORKER_ID", " w7 ")]).unwrap();
         assert_eq!(id.worker_id, "w7");
+    }
+
+    #[test]
+    fn a_statement_timeout_not_clearly_shorter_than_the_lease_is_refused() {
+        let defaults = env(&[("DATABASE_URL", "x")]).unwrap();
+        assert_eq!(defaults.lease_ttl, Duration::from_secs(30));
+        assert_eq!(defaults.statement_timeout, Duration::from_secs(15));
+        let as_long = env(&[
+            ("DATABASE_URL", "x"),
+            ("MAILTRAIL_STATEMENT_TIMEOUT_MS", "30000"),
+        ])
+        .unwrap_err();
+        assert!(
+            as_long
+                .to_string()
+                .contains("MAILTRAIL_STATEMENT_TIMEOUT_MS"),
+            "{as_long}"
+        );
+        let half = env(&[
+            ("DATABASE_URL", "x"),
+            ("MAILTRAIL_LEASE_TTL_SECS", "10"),
+            ("MAILTRAIL_STATEMENT_TIMEOUT_MS", "5000"),
+        ])
+        .unwrap();
+        assert_eq!(half.statement_timeout, Duration::from_secs(5));
+        // Unset, it follows a short lease down.
+        let short = env(&[("DATABASE_URL", "x"), ("MAILTRAIL_LEASE_TTL_SECS", "3")]).unwrap();
+        assert_eq!(short.statement_timeout, Duration::from_millis(1500));
     }
 }

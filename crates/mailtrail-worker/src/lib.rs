@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `worker.rs` | the [`Worker`] struct and its start-up (durability check, lease, migrations, recovery) |
 //! | `run_loop.rs` | the loop, and [`Worker::process_next_batch`] for tests |
+//! | `heartbeat.rs` | the lease heartbeat task, and the loop's progress it watches |
 //! | `batch.rs` | one batch: triage, write-with-split, what to settle |
 //! | `backoff.rs` | waiting out a failing Redis or Postgres |
 //! | `shutdown.rs` | the stop request |
@@ -18,6 +19,7 @@
 mod backoff;
 mod batch;
 pub mod config;
+mod heartbeat;
 pub mod metrics;
 pub mod run_loop;
 pub mod shutdown;
@@ -52,6 +54,11 @@ pub enum WorkerError {
         "worker id `{0}` is held by another live worker; give each worker its own MAILTRAIL_WORKER_ID"
     )]
     WorkerIdInUse(String),
+    /// The lease lapsed while the worker held a batch, which a reaper may have handed to another
+    /// worker; it was not settled here. (The loop takes the lease again by itself; only
+    /// [`Worker::process_next_batch`] returns this.)
+    #[error("worker `{0}` lost its lease while holding a batch; the batch was left to the reaper")]
+    LeaseLapsed(String),
     /// Redis may evict keys and MAILTRAIL_REQUIRE_NOEVICTION is set.
     #[error(
         "Redis maxmemory-policy is `{0}`, which may evict queued events; set it to noeviction or unset MAILTRAIL_REQUIRE_NOEVICTION"

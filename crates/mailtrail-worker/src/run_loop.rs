@@ -13,16 +13,27 @@
 //! A crash between 2 and 3 leaves the batch in the processing list; it is requeued (by this
 //! worker at its next start, or by another worker's reaper once the lease expires) and written
 //! again, which changes nothing because the write is idempotent. So every envelope is written at
-//! least once and counted exactly once.
+//! least once and counted exactly once:
+//!
+//! - a settle whose reply is lost (a Redis timeout) is sent again, and takes effect once: the
+//!   batch's id is marked settled in the same script;
+//! - the lease is renewed by the heartbeat ([`crate::heartbeat`]), not between batches, so a
+//!   batch that takes longer than the lease (a statement waiting on a lock, an outage) is not
+//!   reaped from a live worker;
+//! - when the lease is lost all the same (cut off from Redis or frozen for longer than the lease,
+//!   or a stuck loop), the loop stops before settling anything: a reaper may have handed its
+//!   batches to another worker, which settles them. It then takes the lease again and starts
+//!   over (or ends, if another process holds the lease).
 
 use std::time::Instant;
 
-use mailtrail_queue::{Settlement, WorkerQueue};
+use mailtrail_queue::{Heartbeat, SettledBy, Settlement, WorkerQueue};
 use mailtrail_store::UpsertCounts;
 
 use crate::WorkerError;
-use crate::backoff::{Backoff, with_redis_retry};
-use crate::batch::{LeaseKeeper, TriagedBatch};
+use crate::backoff::{Backoff, with_redis_retry, with_redis_retry_reporting};
+use crate::batch::TriagedBatch;
+use crate::heartbeat::{LeaseLoss, Progress};
 use crate::metrics::{BatchReport, WorkerMetrics};
 use crate::shutdown::Shutdown;
 use crate::worker::Worker;
@@ -52,34 +63,68 @@ struct WrittenBatch {
     started: Instant,
 }
 
+/// How one round of the loop (one holding of the lease) ended.
+enum RoundEnd {
+    /// The stop was requested; the batch in hand was settled.
+    Stopped,
+    /// The lease is no longer this process's; nothing in hand was settled.
+    LeaseLost(LeaseLoss),
+}
+
+/// How settling a written batch ended.
+enum Settled {
+    /// Settled (now or by an earlier send).
+    Done,
+    /// The stop came first; the batch stays in the processing list.
+    Stopped,
+    /// The lease is gone; the batch was not settled.
+    LeaseLost,
+}
+
 impl Worker {
     /// Runs until the stop is requested; then finishes the batch in hand, releases the lease and
-    /// returns.
+    /// returns. A lease that lapsed meanwhile (this process was cut off from Redis or frozen for
+    /// longer than the lease, or its loop stuck) is taken again after dropping whatever the
+    /// worker held, which a reaper may have handed to another worker; a lease another process
+    /// holds ends the worker with [`WorkerError::WorkerIdInUse`].
     pub async fn run(mut self) -> Result<(), WorkerError> {
         let worker = self.config.worker_id.clone();
-        let heartbeat_every = self.config.lease_ttl / 3;
-        let mut last_heartbeat: Option<Instant> = None;
-        let mut last_reap = Instant::now();
-        let mut redis_backoff = Backoff::new("redis");
-        let mut prefetched: Option<TriagedBatch> = None;
-        let mut unsettled: Option<WrittenBatch> = None;
-
-        while !self.shutdown.is_requested() {
-            if last_heartbeat.is_none_or(|at| at.elapsed() >= heartbeat_every) {
-                match self
-                    .queue
-                    .queue()
-                    .renew_lease(&worker, &self.instance, self.config.lease_ttl)
-                    .await
-                {
-                    Ok(true) => last_heartbeat = Some(Instant::now()),
-                    Ok(false) => return Err(WorkerError::WorkerIdInUse(worker)),
-                    Err(error) => {
-                        redis_backoff.failed(&error, &mut self.shutdown).await;
-                        continue;
+        loop {
+            match self.run_round().await {
+                RoundEnd::Stopped => break,
+                RoundEnd::LeaseLost(LeaseLoss::HeldByAnother) => {
+                    // Its processing list is the other process's now: touch nothing.
+                    tracing::error!(
+                        worker,
+                        "another process took this worker id's lease; stopping without settling"
+                    );
+                    return Err(WorkerError::WorkerIdInUse(worker));
+                }
+                RoundEnd::LeaseLost(LeaseLoss::Lapsed { stalled }) => {
+                    match self.start_over_after_lapse(stalled).await {
+                        Ok(()) => {}
+                        Err(WorkerError::Stopped) => return Ok(()),
+                        Err(error) => return Err(error),
                     }
                 }
             }
+        }
+        // Stop the heartbeat before the lease goes, or it would report the release as a lapse.
+        self.heartbeat.stop();
+        self.release_lease().await;
+        Ok(())
+    }
+
+    /// One holding of the lease: claim, write and settle until the stop is requested or the lease
+    /// is lost.
+    async fn run_round(&mut self) -> RoundEnd {
+        let mut last_reap = Instant::now();
+        let mut redis_backoff = Backoff::new("redis").reporting_to(&self.progress);
+        let mut prefetched: Option<TriagedBatch> = None;
+        let mut unsettled: Option<WrittenBatch> = None;
+
+        while !self.interrupt.is_requested() {
+            self.progress.report();
             if last_reap.elapsed() >= self.config.lease_ttl {
                 last_reap = Instant::now();
                 self.reap_and_watch_backlog().await;
@@ -90,10 +135,15 @@ impl Worker {
                 None => {
                     // About to wait for work: settle what was written first, so its envelopes
                     // do not sit in the processing list for the length of the wait.
-                    if let Some(written) = unsettled.take()
-                        && !settle(&self.queue, written, &self.metrics, self.shutdown.clone()).await
-                    {
-                        break;
+                    if let Some(written) = unsettled.take() {
+                        match settle(&self.queue, written, &self.metrics, self.loop_context()).await
+                        {
+                            Settled::Done => {}
+                            Settled::Stopped => break,
+                            Settled::LeaseLost => {
+                                return RoundEnd::LeaseLost(self.lease_loss().await);
+                            }
+                        }
                     }
                     let claimed = match self
                         .queue
@@ -102,7 +152,7 @@ impl Worker {
                     {
                         Ok(claimed) => claimed,
                         Err(error) => {
-                            redis_backoff.failed(&error, &mut self.shutdown).await;
+                            redis_backoff.failed(&error, &mut self.interrupt).await;
                             continue;
                         }
                     };
@@ -111,7 +161,11 @@ impl Worker {
                         continue;
                     }
                     self.metrics.batch_claimed(claimed.len());
-                    TriagedBatch::of(claimed)
+                    self.progress.report();
+                    match triage(claimed).await {
+                        Some(batch) => batch,
+                        None => break,
+                    }
                 }
             };
             let started = Instant::now();
@@ -121,29 +175,28 @@ impl Worker {
             // is in the processing list like any claimed one, and the previous one stays there
             // until settled: a crash or a stop at any point requeues them.
             let previous = unsettled.take();
-            let lease = LeaseKeeper {
-                queue: &self.queue,
-                instance: &self.instance,
-                ttl: self.config.lease_ttl,
-            };
-            let mut write_shutdown = self.shutdown.clone();
-            let settle_shutdown = self.shutdown.clone();
+            let mut write_interrupt = self.interrupt.clone();
+            let settle_context = self.loop_context();
             let (written, next, settled) = tokio::join!(
-                self.writer.write(&mut batch, &lease, &mut write_shutdown),
+                self.writer
+                    .write(&mut batch, &self.progress, &mut write_interrupt),
                 prefetch(&self.queue, self.config.batch_size, &self.metrics),
                 async {
                     match previous {
                         Some(previous) => {
-                            settle(&self.queue, previous, &self.metrics, settle_shutdown).await
+                            settle(&self.queue, previous, &self.metrics, settle_context).await
                         }
-                        None => true,
+                        None => Settled::Done,
                     }
                 },
             );
             prefetched = next;
+            if let Settled::LeaseLost = settled {
+                return RoundEnd::LeaseLost(self.lease_loss().await);
+            }
             let Some(counts) = written else {
-                // Stopping during an outage: the batch stays in the processing list and is
-                // requeued by `release` below.
+                // Stopping during an outage, or the lease is gone: the batch stays in the
+                // processing list.
                 break;
             };
             unsettled = Some(WrittenBatch {
@@ -151,28 +204,116 @@ impl Worker {
                 counts,
                 started,
             });
-            if !settled {
+            if let Settled::Stopped = settled {
                 break;
             }
         }
 
-        // A batch written just before the stop is settled now, so it is not written again.
-        if let Some(written) = unsettled.take() {
-            settle(&self.queue, written, &self.metrics, self.shutdown.clone()).await;
+        if let Some(loss) = self.heartbeat.loss() {
+            // Whatever is in hand may be another worker's now: it is not settled here.
+            return RoundEnd::LeaseLost(loss);
         }
-        match self.queue.queue().release(&worker).await {
+        // A batch written just before the stop is settled now, so it is not written again.
+        if let Some(written) = unsettled.take()
+            && let Settled::LeaseLost =
+                settle(&self.queue, written, &self.metrics, self.loop_context()).await
+        {
+            return RoundEnd::LeaseLost(self.lease_loss().await);
+        }
+        RoundEnd::Stopped
+    }
+
+    /// What the loop's settles need besides the batch: the interrupt and the progress.
+    fn loop_context(&self) -> LoopContext {
+        LoopContext {
+            interrupt: self.interrupt.clone(),
+            progress: self.progress.clone(),
+        }
+    }
+
+    /// Why the lease is gone, once a settle was refused for the lack of it: the heartbeat's
+    /// finding if it has one yet, else Redis' answer.
+    async fn lease_loss(&self) -> LeaseLoss {
+        if let Some(loss) = self.heartbeat.loss() {
+            return loss;
+        }
+        let stalled = self.heartbeat.withheld();
+        let mut shutdown = self.shutdown.clone();
+        let answer = with_redis_retry(&mut shutdown, "check the lease", || {
+            self.queue.queue().heartbeat(
+                &self.config.worker_id,
+                &self.instance,
+                self.config.lease_ttl,
+            )
+        })
+        .await;
+        match answer {
+            Some(Heartbeat::HeldByAnother) => LeaseLoss::HeldByAnother,
+            // The settle saw the lease gone, and only this process's start-up takes it again.
+            _ => LeaseLoss::Lapsed { stalled },
+        }
+    }
+
+    /// After a lapse: takes the lease again, requeues what is left in this worker's processing
+    /// list (claimed after the reap, or never reaped), and, unless the loop itself was stuck,
+    /// takes back the recovery counts the reap added, since this worker did not die.
+    async fn start_over_after_lapse(&mut self, stalled: bool) -> Result<(), WorkerError> {
+        let worker = self.config.worker_id.clone();
+        tracing::warn!(
+            worker,
+            stalled,
+            "the lease lapsed while this worker held envelopes; dropping them and starting over"
+        );
+        self.retake_lease().await?;
+        let queue = self.queue.queue();
+        let mut shutdown = self.shutdown.clone();
+        let requeued = with_redis_retry(&mut shutdown, "requeue after a lapse", || {
+            queue.requeue_in_flight(&worker, false)
+        })
+        .await
+        .ok_or(WorkerError::Stopped)?;
+        let absolved = if stalled {
+            // A stuck loop is what poison does: the reap's counts stand.
+            with_redis_retry(&mut shutdown, "keep the reap's counts", || {
+                queue.confirm_reap(&worker)
+            })
+            .await
+            .map(|()| 0)
+        } else {
+            with_redis_retry(&mut shutdown, "take back the reap's counts", || {
+                queue.absolve(&worker)
+            })
+            .await
+        }
+        .ok_or(WorkerError::Stopped)?;
+        tracing::info!(
+            worker,
+            requeued = requeued.moved,
+            counts_taken_back = absolved,
+            "took the lease again"
+        );
+        Ok(())
+    }
+
+    /// Requeues anything in flight and gives up the lease, on the way out.
+    async fn release_lease(&self) {
+        let worker = &self.config.worker_id;
+        match self.queue.queue().release(worker).await {
             Ok(moved) => tracing::info!(worker, requeued = moved, "mailtrail-worker stopped"),
             Err(error) => {
                 tracing::warn!(worker, %error, "could not release the lease; the reaper will")
             }
         }
-        Ok(())
     }
 
     /// Claims the next batch (waiting up to `MAILTRAIL_CLAIM_BLOCK_MS` for one), triages, writes
     /// and settles it, one step after the other. `None` when no envelope came. Tests drain the
     /// backlog with it deterministically; the loop does the same steps, overlapped.
     pub async fn process_next_batch(&mut self) -> Result<Option<BatchOutcome>, WorkerError> {
+        if self.heartbeat.loss().is_some() {
+            return Err(WorkerError::LeaseLapsed(self.config.worker_id.clone()));
+        }
+        self.progress.report();
         let claimed = self
             .queue
             .claim_batch(self.config.batch_size, self.config.claim_block)
@@ -182,19 +323,19 @@ impl Worker {
         }
         self.metrics.batch_claimed(claimed.len());
         let started = Instant::now();
-        let mut batch = TriagedBatch::of(claimed);
+        let mut batch = triage(claimed).await.ok_or(WorkerError::Stopped)?;
         let envelopes = batch.len() as u64;
-        let lease = LeaseKeeper {
-            queue: &self.queue,
-            instance: &self.instance,
-            ttl: self.config.lease_ttl,
-        };
-        let mut shutdown = self.shutdown.clone();
-        let counts = self
+        let mut interrupt = self.interrupt.clone();
+        let Some(counts) = self
             .writer
-            .write(&mut batch, &lease, &mut shutdown)
+            .write(&mut batch, &self.progress, &mut interrupt)
             .await
-            .ok_or(WorkerError::Stopped)?;
+        else {
+            return Err(match self.heartbeat.loss() {
+                Some(_) => WorkerError::LeaseLapsed(self.config.worker_id.clone()),
+                None => WorkerError::Stopped,
+            });
+        };
         let settlement = batch.into_settlement();
         let outcome = BatchOutcome {
             envelopes,
@@ -209,16 +350,24 @@ impl Worker {
             counts,
             started,
         };
-        if !settle(&self.queue, written, &self.metrics, self.shutdown.clone()).await {
-            return Err(WorkerError::Stopped);
+        match settle(&self.queue, written, &self.metrics, self.loop_context()).await {
+            Settled::Done => Ok(Some(outcome)),
+            Settled::Stopped => Err(WorkerError::Stopped),
+            Settled::LeaseLost => Err(WorkerError::LeaseLapsed(self.config.worker_id.clone())),
         }
-        Ok(Some(outcome))
     }
 
     /// Stops this worker cleanly without running the loop: requeues anything in flight and
     /// gives up the lease (what the loop does on its way out).
     pub async fn release(self) -> Result<u64, WorkerError> {
-        Ok(self.queue.queue().release(&self.config.worker_id).await?)
+        let mut worker = self;
+        // The heartbeat stops first, or it would take the release for a lapse.
+        worker.heartbeat.stop();
+        Ok(worker
+            .queue
+            .queue()
+            .release(&worker.config.worker_id)
+            .await?)
     }
 
     /// Requeues dead workers' in-flight envelopes and warns while the backlog is long.
@@ -249,25 +398,63 @@ impl Worker {
     }
 }
 
-/// Settles a written batch, retrying Redis until it answers; false if the stop was requested
-/// first (the batch then stays in the processing list and is requeued, and writing it again
-/// changes nothing).
+/// The loop's side of a settle: what interrupts its retries, and where it reports progress.
+struct LoopContext {
+    interrupt: Shutdown,
+    progress: Progress,
+}
+
+/// Triages a claimed batch off the async threads, so a slow batch never delays the lease
+/// heartbeat or the other tasks. `None` only when the runtime is shutting down (the batch stays
+/// in the processing list and is requeued at the next start).
+async fn triage(claimed: Vec<String>) -> Option<TriagedBatch> {
+    match tokio::task::spawn_blocking(move || TriagedBatch::of(claimed)).await {
+        Ok(triaged) => Some(triaged),
+        // A panic while triaging crashes the worker as it would on the async thread, so the
+        // batch is requeued and counted towards poison detection.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => None,
+    }
+}
+
+/// Settles a written batch, retrying Redis until it answers. A settle that reached Redis before
+/// its reply was lost takes effect once all the same (see `mailtrail_queue::WorkerQueue::settle`).
 async fn settle(
     queue: &WorkerQueue,
     written: WrittenBatch,
     metrics: &WorkerMetrics,
-    mut shutdown: Shutdown,
-) -> bool {
+    context: LoopContext,
+) -> Settled {
     let WrittenBatch {
         settlement,
         counts,
         started,
     } = written;
-    let Some(settled_by) =
-        with_redis_retry(&mut shutdown, "settle batch", || queue.settle(&settlement)).await
-    else {
-        return false;
+    let LoopContext {
+        mut interrupt,
+        progress,
+    } = context;
+    // A lost lease is an answer, not a failure to retry.
+    let settled = with_redis_retry_reporting(&mut interrupt, "settle batch", &progress, || async {
+        match queue.settle(&settlement).await {
+            Ok(settled_by) => Ok(Some(settled_by)),
+            Err(error) if error.is_lease_lost() => Ok(None),
+            Err(error) => Err(error),
+        }
+    })
+    .await;
+    let settled_by = match settled {
+        None => return Settled::Stopped,
+        Some(None) => {
+            tracing::warn!(
+                batch.size = settlement.done.len() + settlement.dead.len(),
+                "the lease lapsed before the batch was settled; leaving it to whoever holds it now"
+            );
+            return Settled::LeaseLost;
+        }
+        Some(Some(settled_by)) => settled_by,
     };
+    progress.report();
     tracing::debug!(
         batch.size = settlement.done.len() + settlement.dead.len(),
         events.inserted = counts.events_inserted,
@@ -277,6 +464,9 @@ async fn settle(
         duration_ms = started.elapsed().as_millis() as u64,
         "batch settled"
     );
+    if settled_by == SettledBy::Earlier {
+        tracing::info!("a settle whose reply was lost had taken effect; not repeated");
+    }
     for dead in &settlement.dead {
         tracing::warn!(reason = dead.reason, "dead-lettered an envelope");
     }
@@ -289,7 +479,7 @@ async fn settle(
         rows_upserted: counts.rows_upserted.max(0) as u64,
         duration: started.elapsed(),
     });
-    true
+    Settled::Done
 }
 
 /// Claims the next batch if one is already waiting, and triages it off the async threads.

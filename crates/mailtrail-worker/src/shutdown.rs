@@ -46,6 +46,20 @@ impl Shutdown {
     }
 }
 
+/// A listener that fires when either `a` or `b` does: the worker loop's waits end on the stop
+/// request and on the loss of the lease alike.
+pub(crate) fn either(mut a: Shutdown, mut b: Shutdown) -> Shutdown {
+    let (stop, either) = channel();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = a.requested() => {}
+            () = b.requested() => {}
+        }
+        stop.stop();
+    });
+    either
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -70,5 +84,17 @@ mod tests {
         drop(stop);
         assert!(shutdown.is_requested());
         shutdown.requested().await;
+    }
+
+    #[tokio::test]
+    async fn either_fires_when_one_of_the_two_does() {
+        let (first, a) = channel();
+        let (_second, b) = channel();
+        let mut both = either(a, b);
+        assert!(!both.is_requested());
+        first.stop();
+        tokio::time::timeout(Duration::from_secs(5), both.requested())
+            .await
+            .expect("the combined listener woke up");
     }
 }

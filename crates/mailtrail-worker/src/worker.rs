@@ -1,9 +1,10 @@
 //! The [`Worker`]: everything one running worker holds, and its start-up.
 //!
 //! Start-up, in order: connect to Redis and check it will not evict queued envelopes; serve
-//! `/metrics`; take this worker id's lease (waiting out a dead predecessor's); connect to Postgres
-//! and run pending migrations; requeue whatever a previous run of this worker id left in flight.
-//! The loop itself is in [`crate::run_loop`].
+//! `/metrics`; take this worker id's lease (waiting out a dead predecessor's) and start its
+//! heartbeat ([`crate::heartbeat`]); connect to Postgres and run pending migrations; requeue
+//! whatever a previous run of this worker id left in flight. The loop itself is in
+//! [`crate::run_loop`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,33 +12,36 @@ use std::time::{Duration, Instant};
 use mailtrail_queue::{DurabilityError, WorkerQueue};
 
 use crate::WorkerError;
-use crate::backoff::with_redis_retry;
+use crate::backoff::{BACKOFF_MAX, with_redis_retry};
 use crate::batch::{BatchWriter, connect_store};
 use crate::config::WorkerConfig;
+use crate::heartbeat::{HeartbeatSettings, LeaseHeartbeat, Progress};
 use crate::metrics::{self, WorkerMetrics};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{self, Shutdown};
 
-/// One running worker: its queue, its Postgres writer, its configuration, its identity and its
-/// metrics.
+/// One running worker: its queue, its Postgres writer, its configuration, its identity, its
+/// lease heartbeat and its metrics.
 pub struct Worker {
     pub(crate) config: WorkerConfig,
+    /// Settles only while this process holds the lease (`with_instance`).
     pub(crate) queue: WorkerQueue,
     pub(crate) writer: BatchWriter,
     /// Unique per process, so a second process started with the same worker id is told apart.
     pub(crate) instance: String,
     pub(crate) metrics: Arc<WorkerMetrics>,
+    /// The stop request.
     pub(crate) shutdown: Shutdown,
+    /// What the loop reports to the heartbeat.
+    pub(crate) progress: Progress,
+    pub(crate) heartbeat: LeaseHeartbeat,
+    /// Fires on the stop request or on the loss of the lease: what the loop's waits listen to.
+    pub(crate) interrupt: Shutdown,
 }
 
 impl Worker {
-    /// Starts a worker: Redis, lease, Postgres, migrations, recovery. Returns
+    /// Starts a worker: Redis, lease and its heartbeat, Postgres, migrations, recovery. Returns
     /// [`WorkerError::Stopped`] if the stop is requested before it is ready.
     pub async fn start(config: WorkerConfig, mut shutdown: Shutdown) -> Result<Self, WorkerError> {
-        let queue = WorkerQueue::connect(
-            &config.queue_settings(),
-            config.worker_id.clone(),
-            config.claim_block,
-        )?;
         let instance = format!(
             "{}-{}",
             std::process::id(),
@@ -46,6 +50,12 @@ impl Worker {
                 .map(|elapsed| elapsed.as_nanos())
                 .unwrap_or(0)
         );
+        let queue = WorkerQueue::connect(
+            &config.queue_settings(),
+            config.worker_id.clone(),
+            config.claim_block,
+        )?
+        .with_instance(instance.clone());
 
         // Warns (or refuses, when configured) if Redis may evict queued envelopes; the bound is
         // that of its three `CONFIG GET`s.
@@ -65,6 +75,10 @@ impl Worker {
             }
         }
         acquire_lease(&queue, &config, &instance, &mut shutdown).await?;
+        // From here on the lease is renewed on its own task, through migrations and outages.
+        let progress = Progress::new();
+        let (heartbeat, interrupt) =
+            start_heartbeat(&queue, &config, &instance, &progress, &shutdown);
 
         let mut connection = connect_store(
             &config.database_url,
@@ -114,6 +128,9 @@ impl Worker {
             instance,
             metrics,
             shutdown,
+            progress,
+            heartbeat,
+            interrupt,
         })
     }
 
@@ -121,6 +138,56 @@ impl Worker {
     pub fn metrics(&self) -> &WorkerMetrics {
         &self.metrics
     }
+
+    /// Takes the lease again after it lapsed, and a fresh heartbeat with it. What the worker
+    /// held is dropped by the caller first: a reaper may have handed it to another worker.
+    pub(crate) async fn retake_lease(&mut self) -> Result<(), WorkerError> {
+        let mut shutdown = self.shutdown.clone();
+        acquire_lease(&self.queue, &self.config, &self.instance, &mut shutdown).await?;
+        let (heartbeat, interrupt) = start_heartbeat(
+            &self.queue,
+            &self.config,
+            &self.instance,
+            &self.progress,
+            &self.shutdown,
+        );
+        // Replacing the old heartbeat stops its task.
+        self.heartbeat = heartbeat;
+        self.interrupt = interrupt;
+        Ok(())
+    }
+}
+
+/// Starts the heartbeat of a lease just taken; returns it with the listener that fires on the
+/// stop request or on the loss of the lease.
+fn start_heartbeat(
+    queue: &WorkerQueue,
+    config: &WorkerConfig,
+    instance: &str,
+    progress: &Progress,
+    shutdown: &Shutdown,
+) -> (LeaseHeartbeat, Shutdown) {
+    let (heartbeat, lease_lost) = LeaseHeartbeat::spawn(
+        queue.queue().clone(),
+        HeartbeatSettings {
+            worker: config.worker_id.clone(),
+            instance: instance.to_owned(),
+            ttl: config.lease_ttl,
+            stall_limit: stall_limit(config),
+        },
+        progress.clone(),
+    );
+    (heartbeat, shutdown::either(shutdown.clone(), lease_lost))
+}
+
+/// How long the loop may report no progress before the heartbeat deems it stuck. Every step it
+/// takes between two reports is bounded: a write attempt by the statement timeout (at most half
+/// the lease), a claim by its block (at most a third) plus the Redis timeout, a settle attempt by
+/// the Redis timeout (twice, with a reconnection), a backoff sleep by [`BACKOFF_MAX`]. Twice the
+/// lease, plus the backoff and three Redis timeouts, is more than any of them and their sums
+/// between two reports; a loop silent for longer is stuck on something that is not a wait.
+pub(crate) fn stall_limit(config: &WorkerConfig) -> Duration {
+    config.lease_ttl * 2 + BACKOFF_MAX + config.redis_timeout * 3
 }
 
 /// Takes this worker id's lease. If a previous run with the same id died, its lease runs out
