@@ -549,9 +549,11 @@ mod tests {
         assert_eq!(plan.messages, 970_u64.div_ceil(3));
         let (mut stored, mut skipped, mut dead) = (0, 0, 0);
         for body in &bodies {
+            // Received now, as the receiver would stamp it (an event far after its receipt is
+            // refused).
             let envelope = Envelope::new(
                 mailtrail_core::Source::Mailgun,
-                0,
+                mailtrail_queue::now_ms(),
                 "application/json",
                 &body.body,
             )
