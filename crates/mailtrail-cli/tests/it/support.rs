@@ -1,9 +1,6 @@
 //! Running the real `mailtrail` binary against a test's own Postgres database and Redis prefix,
 //! and seeding both with the same library calls the worker uses.
 
-// Each test binary uses a different part of this module.
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 

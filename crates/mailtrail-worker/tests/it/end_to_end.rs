@@ -1,17 +1,13 @@
 //! End to end: signed webhooks posted to the real receiver become rows in Postgres through the
 //! real worker, and the statistics answer.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
-mod pipeline;
-
+use crate::pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds, signed_sample};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::SigningKey;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_form, signed_json};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_store::{Source, StatsQuery, StatsScope, status_counts};
-use pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds, signed_sample};
 use serde_json::json;
 
 fn sample<'a>(kind: SampleKind, message_id: &'a str, at: f64) -> SampleEvent<'a> {
@@ -301,7 +297,8 @@ async fn a_batch_with_one_row_postgres_refuses_is_split_and_only_that_row_is_dea
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_metrics_count_stored_skipped_and_dead_events() {
     let mut pipeline = Pipeline::start_receiver_only().await;
-    let mut config = pipeline::worker_config(&pipeline.database, &pipeline.redis, "worker-1");
+    let mut config =
+        crate::pipeline::worker_config(&pipeline.database, &pipeline.redis, "worker-1");
     let port = mailtrail_testing::free_port();
     config.metrics_bind = Some(format!("127.0.0.1:{port}"));
     let (stop, shutdown) = mailtrail_worker::shutdown::channel();
@@ -376,13 +373,13 @@ async fn envelopes_written_by_version_1_are_still_processed() {
         response_timeout: std::time::Duration::from_secs(2),
     })
     .unwrap();
-    let fixture = include_str!("fixtures/v1-envelopes.jsonl");
+    let fixture = include_str!("../fixtures/v1-envelopes.jsonl");
     for line in fixture.lines() {
         assert!(line.starts_with(r#"{"v":1,"#), "not a version 1 envelope");
         queue.push_envelope(line).await.unwrap();
     }
 
-    let config = pipeline::worker_config(&database, &redis, "worker-v1");
+    let config = crate::pipeline::worker_config(&database, &redis, "worker-v1");
     let (_stop, shutdown) = mailtrail_worker::shutdown::channel();
     let mut worker = mailtrail_worker::Worker::start(config, shutdown)
         .await

@@ -2,16 +2,12 @@
 //! `migrate`, `stats` (table and JSON, every scope) and `events`, and the message an operator
 //! gets when `DATABASE_URL` is missing.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
-mod support;
-
+use crate::support::{Mailtrail, Seed};
 use diesel_async::RunQueryDsl;
 use mailtrail_core::{EventKind, Severity};
 use mailtrail_store::upsert_events;
 use mailtrail_testing::TestDatabase;
 use serde_json::Value;
-use support::{Mailtrail, Seed};
 
 /// A small campaign with one message in every status:
 ///

@@ -2,19 +2,15 @@
 //! Redis prefix: `queue status`, and `dead list | show | replay | purge`. Queue state is made
 //! with the queue's own operations (push, claim, settle), as the receiver and worker make it.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::Mailtrail;
 use mailtrail_core::{Envelope, Source};
 use mailtrail_queue::{
     DeadEnvelope, DeadLetter, QueueSettings, Settlement, SkippedCount, WorkerQueue, now_ms,
 };
 use mailtrail_testing::TestRedis;
 use serde_json::{Value, json};
-use support::Mailtrail;
 
 fn settings(redis: &TestRedis) -> QueueSettings {
     QueueSettings {

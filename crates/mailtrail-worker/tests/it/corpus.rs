@@ -12,21 +12,16 @@
 //! CI sets the variable (a path relative to the workspace root is resolved against it); without
 //! it the test fails on CI and only prints a note elsewhere.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
-#[allow(dead_code)] // Shared with the other end-to-end tests; this one needs only part of it.
-mod pipeline;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use crate::pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::mailgun::{ParseError, WebhookFormat, parse_event, read_signature};
 use mailtrail_core::sample::{signed_form, signed_json};
 use mailtrail_core::{Event, EventKind, MessageId, Severity, SigningKey, SigningKeys};
 use mailtrail_store::schema::{email_events, sent_emails};
-use pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds};
 use serde_json::{Value, json};
 
 /// Bodies whose signature must not verify, whatever key is tried.

@@ -2,8 +2,6 @@
 //! any moment, several workers with one killed, Postgres cut off, Redis restarted. After each,
 //! every event is in Postgres exactly once.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,5 @@
 //! The receiver as Mailgun meets it: the real app on port 0 against a real Redis.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::time::{Duration, Instant};
 
 use mailtrail_core::SigningKey;

@@ -1,8 +1,6 @@
 //! The operator's queue operations against a real Redis: a consistent look at the backlog,
 //! windows over the dead letters from the oldest end, and the purge of old dead letters.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::time::Duration;
 
 use mailtrail_queue::{

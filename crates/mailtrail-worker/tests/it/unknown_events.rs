@@ -3,17 +3,12 @@
 //! `email_events` for history, never creating or changing a `sent_emails` row (row J21/L12 of
 //! `docs/status-mapping.md`), never a panic, never lost.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
-#[allow(dead_code)] // Shared with the other end-to-end tests; this one needs only part of it.
-mod pipeline;
-
+use crate::pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::SigningKey;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_form, signed_json};
 use mailtrail_store::schema::{email_events, sent_emails};
-use pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds};
 use serde_json::json;
 
 /// A signed JSON `stored` event for `message_id`, instrumented with backer and project.

@@ -3,8 +3,6 @@
 //! tests. Each run goes through the library's `run`, as the binary does, with a configuration of
 //! its own (nothing from the developer's shell leaks in); one test runs the binary itself.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::collections::BTreeSet;
 use std::process::Command;
 

@@ -1,8 +1,6 @@
 //! The queue's scripts against a real Redis: atomic push, claim order, settle, requeue, reaping,
 //! poison detection, leases and dead-letter replay.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::time::Duration;
 
 use mailtrail_queue::{

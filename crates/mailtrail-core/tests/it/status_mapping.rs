@@ -6,8 +6,6 @@
 //! events to a `MessageState` in both orders. Cases are grouped by story, each case names its
 //! doc row, and `every_row_of_the_mapping_doc_has_a_case` keeps the doc and the cases in step.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::collections::BTreeSet;
 
 use mailtrail_core::event_key::event_key;

@@ -1,17 +1,13 @@
 //! `mailtrail stats` over a range of days and per day, and `mailtrail rollups`, run as the real
 //! binary against a fresh database. A message belongs to the day (UTC) of its first event.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
-mod support;
-
+use crate::support::{Mailtrail, Seed};
 use diesel_async::RunQueryDsl;
 use mailtrail_core::{EventKind, Severity};
 use mailtrail_store::upsert_events;
 use mailtrail_testing::TestDatabase;
-use support::{Mailtrail, Seed};
 
-/// Seconds from [`support::T0`] (2023-11-14 22:13:20 UTC) to 2023-11-15 00:00 UTC.
+/// Seconds from [`crate::support::T0`] (2023-11-14 22:13:20 UTC) to 2023-11-15 00:00 UTC.
 const NOV15: i64 = 6_400;
 const DAY: i64 = 86_400;
 
@@ -121,7 +117,7 @@ async fn seeded() -> TestDatabase {
     database
 }
 
-async fn mailtrail(database: &TestDatabase, args: &[&str]) -> support::Run {
+async fn mailtrail(database: &TestDatabase, args: &[&str]) -> crate::support::Run {
     Mailtrail::new(args).database(database).run().await
 }
 

@@ -1,17 +1,13 @@
 //! `mailtrail send-sample` against the real receiver, started in this process on port 0 with a
 //! unique Redis prefix: what it sends is signed correctly, fresh on every run, and queued.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::Mailtrail;
 use mailtrail_core::Envelope;
 use mailtrail_receiver::{Application, ReceiverConfig};
 use mailtrail_testing::TestRedis;
 use serde_json::Value;
-use support::Mailtrail;
 
 /// Starts a receiver that accepts `signing_keys`; returns its base URL.
 async fn start_receiver(redis: &TestRedis, signing_keys: &str) -> String {

@@ -1,0 +1,7 @@
+//! mailtrail-queue against a real Redis, one unique key prefix per test, in one test binary: the
+//! scripts (push, claim, settle, requeue, leases) and the operator's inspection.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+mod inspect;
+mod queue;
