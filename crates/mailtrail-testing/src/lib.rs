@@ -1,8 +1,10 @@
-//! mailtrail-testing: isolated real services for tests (never mocks).
+//! mailtrail-testing: isolated real services for tests (never mocks), and the app built on them.
 //!
 //! - [`TestDatabase`] creates a uniquely named Postgres database, migrated, and drops it when the
 //!   test ends (`DROP DATABASE ... WITH (FORCE)`, so a connection a test left open cannot keep it).
 //! - [`TestRedis`] hands out a unique key prefix on the shared Redis and deletes its keys after.
+//! - [`TestApp`] starts the real receiver (port 0) and worker in the test's process on both, and
+//!   posts signed webhooks to it ([`fresh_token`], [`now_seconds`]).
 //!
 //! - [`ChaosProxy`] sits between a process and a server and can cut every connection, so a test
 //!   can take Postgres or Redis "down" without touching the shared servers.
@@ -16,15 +18,19 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod app;
 mod chaos;
 mod private_redis;
 mod test_database;
 mod test_redis;
+mod webhooks;
 
+pub use app::{TEST_WORKER_ID, TestApp, TestAppBuilder};
 pub use chaos::ChaosProxy;
 pub use private_redis::{PrivateRedis, free_port};
 pub use test_database::TestDatabase;
-pub use test_redis::TestRedis;
+pub use test_redis::{Queued, TestRedis};
+pub use webhooks::{TEST_SIGNING_KEY, fresh_token, now_seconds};
 
 /// The admin URL of the Postgres server tests use.
 pub fn admin_database_url() -> String {
