@@ -5,7 +5,7 @@
 //! 2. parse without panicking, as the event the manifest names (an inbound-route post is refused
 //!    as not an event);
 //! 3. once given `backer_id`/`project_id` variables the way Mailgun would carry them, a message id
-//!    of their own and a fresh signature from the pipeline's key, go through the real receiver,
+//!    of their own and a fresh signature from the test app's key, go through the real receiver,
 //!    Redis and worker and end as the `sent_emails.status` their manifest event means, or be
 //!    skipped or dead-lettered for the reason the payload gives.
 //!
@@ -15,13 +15,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::mailgun::{ParseError, WebhookFormat, parse_event, read_signature};
 use mailtrail_core::sample::{signed_form, signed_json};
 use mailtrail_core::{Event, EventKind, MessageId, Severity, SigningKey, SigningKeys};
 use mailtrail_store::schema::{email_events, sent_emails};
+use mailtrail_testing::{TestApp, fresh_token, now_seconds};
 use serde_json::{Value, json};
 
 /// Bodies whose signature must not verify, whatever key is tried.
@@ -368,15 +368,15 @@ fn unique_message_id(entry: &Entry, original: &MessageId) -> String {
     format!("{stem}.{original}")
 }
 
-/// The body instrumented as the application would have sent it and re-signed now with the
-/// pipeline's key: variables added where Mailgun carries them, the message id made unique.
+/// The body instrumented as the application would have sent it and re-signed now with `key`
+/// (the app's): variables added where Mailgun carries them, the message id made unique.
 fn instrument(
+    key: &SigningKey,
     entry: &Entry,
     original: Option<&MessageId>,
     backer_id: i64,
     project_id: i64,
 ) -> Vec<u8> {
-    let key = SigningKey::new(SIGNING_KEY);
     let unique = original.map(|id| (id.as_str(), unique_message_id(entry, id)));
     let (backer, project) = (backer_id.to_string(), project_id.to_string());
     match &entry.format {
@@ -397,7 +397,7 @@ fn instrument(
             if let Some((_, unique)) = &unique {
                 data["message"]["headers"]["message-id"] = json!(unique);
             }
-            signed_json(&key, now_seconds(), &fresh_token(), data)
+            signed_json(key, now_seconds(), &fresh_token(), data)
         }
         Format::Form => {
             let mut fields: Vec<(String, String)> =
@@ -420,7 +420,7 @@ fn instrument(
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_str()))
                 .collect();
-            signed_form(&key, now_seconds(), &fresh_token(), &pairs)
+            signed_form(key, now_seconds(), &fresh_token(), &pairs)
         }
         Format::Multipart { boundary } => {
             let mut text = String::from_utf8(entry.body.clone()).unwrap();
@@ -465,7 +465,7 @@ fn set_multipart_field(text: &str, name: &str, value: &str) -> String {
 async fn every_corpus_event_resigned_with_backer_and_project_ends_as_its_manifest_event_says() {
     let Some(dir) = corpus_dir() else { return };
     let entries = load(&dir);
-    let mut pipeline = Pipeline::start().await;
+    let mut app = TestApp::builder().build().await;
 
     // message id as posted -> (file, expected status, backer id)
     let mut rows: BTreeMap<String, (String, &'static str, i64)> = BTreeMap::new();
@@ -475,8 +475,8 @@ async fn every_corpus_event_resigned_with_backer_and_project_ends_as_its_manifes
         let parsed = entry.parse().ok();
         let original = parsed.as_ref().and_then(|event| event.message_id.clone());
         let backer_id = 1_000 + index as i64;
-        let body = instrument(entry, original.as_ref(), backer_id, 77);
-        let status = pipeline.post(&entry.format.content_type(), body).await;
+        let body = instrument(app.signing_key(), entry, original.as_ref(), backer_id, 77);
+        let status = app.post(&entry.format.content_type(), body).await;
         assert_eq!(
             status, 200,
             "{}: the receiver answered {status}",
@@ -491,14 +491,14 @@ async fn every_corpus_event_resigned_with_backer_and_project_ends_as_its_manifes
             Expected::DeadLetter => dead += 1,
         }
     }
-    pipeline.wait_drained().await;
+    app.drain().await;
     eprintln!(
         "corpus: {} files posted: {} rows expected, skipped {skipped:?}, {dead} dead letter(s)",
         entries.len(),
         rows.len()
     );
 
-    let mut connection = pipeline.database.connect().await;
+    let mut connection = app.database().connect().await;
     let stored: HashMap<String, (String, i64, i64)> = sent_emails::table
         .select((
             sent_emails::message_id,
@@ -538,14 +538,11 @@ async fn every_corpus_event_resigned_with_backer_and_project_ends_as_its_manifes
     assert_eq!(stored.len(), rows.len(), "rows nobody expected: {stored:?}");
     assert_eq!(kinds.len(), rows.len(), "events nobody expected: {kinds:?}");
 
-    let counted: BTreeMap<String, i64> = redis::cmd("HGETALL")
-        .arg(format!("{}skipped", pipeline.redis.prefix()))
-        .query(&mut pipeline.redis.connection())
-        .unwrap();
+    let counted = app.redis().counters("skipped");
     assert_eq!(counted, skipped, "skipped counters");
     assert!(skipped.contains_key("missing_recipient"), "{skipped:?}");
 
-    let letters = pipeline.redis.list("dead");
+    let letters = app.redis().list("dead");
     assert_eq!(letters.len(), dead, "{letters:?}");
     for letter in letters {
         let letter: mailtrail_queue::DeadLetter = serde_json::from_str(&letter).unwrap();
@@ -555,7 +552,7 @@ async fn every_corpus_event_resigned_with_backer_and_project_ends_as_its_manifes
             letter.reason
         );
     }
-    pipeline.stop_worker().await;
+    app.stop_worker().await;
 }
 
 #[test]

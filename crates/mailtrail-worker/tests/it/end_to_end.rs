@@ -1,13 +1,13 @@
 //! End to end: signed webhooks posted to the real receiver become rows in Postgres through the
 //! real worker, and the statistics answer.
 
-use crate::pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds, signed_sample};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::SigningKey;
-use mailtrail_core::sample::{SampleEvent, SampleKind, signed_form, signed_json};
+use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_store::{Source, StatsQuery, StatsScope, status_counts};
+use mailtrail_testing::{TestApp, fresh_token, now_seconds};
 use serde_json::json;
 
 fn sample<'a>(kind: SampleKind, message_id: &'a str, at: f64) -> SampleEvent<'a> {
@@ -24,9 +24,9 @@ fn sample<'a>(kind: SampleKind, message_id: &'a str, at: f64) -> SampleEvent<'a>
 
 type Row = (String, i64, i64, Option<String>, i64, i64, i64);
 
-async fn row(pipeline: &Pipeline, message_id: &str) -> Option<Row> {
+async fn row(app: &TestApp, message_id: &str) -> Option<Row> {
     use sent_emails::dsl as s;
-    let mut connection = pipeline.database.connect().await;
+    let mut connection = app.database().connect().await;
     s::sent_emails
         .filter(s::message_id.eq(message_id))
         .select((
@@ -44,8 +44,8 @@ async fn row(pipeline: &Pipeline, message_id: &str) -> Option<Row> {
         .unwrap()
 }
 
-async fn event_count(pipeline: &Pipeline) -> i64 {
-    let mut connection = pipeline.database.connect().await;
+async fn event_count(app: &TestApp) -> i64 {
+    let mut connection = app.database().connect().await;
     email_events::table
         .count()
         .get_result(&mut connection)
@@ -55,7 +55,7 @@ async fn event_count(pipeline: &Pipeline) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signed_webhooks_become_rows_and_the_stats_answer() {
-    let mut pipeline = Pipeline::start().await;
+    let mut app = TestApp::builder().build().await;
     let t = 1_764_000_000.0;
     for event in [
         sample(SampleKind::Accepted, "e2e-1@mg.example.com", t),
@@ -65,12 +65,12 @@ async fn signed_webhooks_become_rows_and_the_stats_answer() {
         sample(SampleKind::Accepted, "e2e-2@mg.example.com", t),
         sample(SampleKind::Bounced, "e2e-2@mg.example.com", t + 3.0),
     ] {
-        assert_eq!(pipeline.post_sample(&event).await, 200);
+        assert_eq!(app.post_sample(&event).await, 200);
     }
-    pipeline.wait_drained().await;
+    app.drain().await;
 
     assert_eq!(
-        row(&pipeline, "e2e-1@mg.example.com").await,
+        row(&app, "e2e-1@mg.example.com").await,
         Some((
             "delivered".into(),
             42,
@@ -82,11 +82,11 @@ async fn signed_webhooks_become_rows_and_the_stats_answer() {
         ))
     );
     assert_eq!(
-        row(&pipeline, "e2e-2@mg.example.com").await.unwrap().0,
+        row(&app, "e2e-2@mg.example.com").await.unwrap().0,
         "bounced"
     );
 
-    let mut connection = pipeline.database.connect().await;
+    let mut connection = app.database().connect().await;
     let stats = status_counts(
         &mut connection,
         &StatsQuery::new(StatsScope::Project(7)),
@@ -96,39 +96,39 @@ async fn signed_webhooks_become_rows_and_the_stats_answer() {
     .unwrap();
     let counts: Vec<(String, i64)> = stats.into_iter().map(|r| (r.status, r.messages)).collect();
     assert_eq!(counts, [("delivered".into(), 1), ("bounced".into(), 1)]);
-    pipeline.stop_worker().await;
+    app.stop_worker().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_duplicate_delivery_with_a_new_token_changes_nothing() {
-    let mut pipeline = Pipeline::start().await;
+    let mut app = TestApp::builder().build().await;
     let delivered = sample(SampleKind::Delivered, "dup@mg.example.com", 1_764_000_000.5);
     let opened = sample(SampleKind::Opened, "dup@mg.example.com", 1_764_000_100.5);
     for event in [&delivered, &opened, &delivered, &opened] {
-        assert_eq!(pipeline.post_sample(event).await, 200);
+        assert_eq!(app.post_sample(event).await, 200);
     }
-    pipeline.wait_drained().await;
-    assert_eq!(event_count(&pipeline).await, 2);
-    let (status, .., opened_count, _, events) = row(&pipeline, "dup@mg.example.com").await.unwrap();
+    app.drain().await;
+    assert_eq!(event_count(&app).await, 2);
+    let (status, .., opened_count, _, events) = row(&app, "dup@mg.example.com").await.unwrap();
     assert_eq!((status.as_str(), opened_count, events), ("delivered", 1, 2));
-    pipeline.stop_worker().await;
+    app.stop_worker().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reused_token_is_accepted_once_and_answered_200() {
-    let pipeline = Pipeline::start_receiver_only().await;
+    let app = TestApp::builder().worker(false).build().await;
     let token = fresh_token();
-    let first = signed_sample(
+    let first = app.signed_sample(
         &sample(SampleKind::Delivered, "tok@x", 1_764_000_000.0),
         &token,
     );
-    let replay = signed_sample(
+    let replay = app.signed_sample(
         &sample(SampleKind::Bounced, "tok@x", 1_764_000_001.0),
         &token,
     );
-    assert_eq!(pipeline.post("application/json", first).await, 200);
-    assert_eq!(pipeline.post("application/json", replay).await, 200);
-    let queued = pipeline.redis.list("events");
+    assert_eq!(app.post("application/json", first).await, 200);
+    assert_eq!(app.post("application/json", replay).await, 200);
+    let queued = app.redis().list("events");
     assert_eq!(
         queued.len(),
         1,
@@ -139,7 +139,7 @@ async fn a_reused_token_is_accepted_once_and_answered_200() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_signature_is_refused_and_nothing_is_queued() {
-    let pipeline = Pipeline::start_receiver_only().await;
+    let app = TestApp::builder().worker(false).build().await;
     let event = sample(SampleKind::Delivered, "forged@x", 1_764_000_000.0);
     let forged = signed_json(
         &SigningKey::new("not-the-configured-key"),
@@ -147,20 +147,20 @@ async fn a_wrong_signature_is_refused_and_nothing_is_queued() {
         &fresh_token(),
         event.event_data(),
     );
-    assert_eq!(pipeline.post("application/json", forged).await, 401);
+    assert_eq!(app.post("application/json", forged).await, 401);
     let stale = signed_json(
-        &SigningKey::new(SIGNING_KEY),
+        app.signing_key(),
         now_seconds() - 10 * 3600,
         &fresh_token(),
         event.event_data(),
     );
-    assert_eq!(pipeline.post("application/json", stale).await, 406);
-    assert!(pipeline.redis.list("events").is_empty());
+    assert_eq!(app.post("application/json", stale).await, 406);
+    assert!(app.redis().list("events").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_posted_in_reverse_order_end_in_the_same_state() {
-    let mut pipeline = Pipeline::start().await;
+    let mut app = TestApp::builder().build().await;
     let t = 1_764_000_000.0;
     let story = |message_id| {
         vec![
@@ -173,59 +173,48 @@ async fn events_posted_in_reverse_order_end_in_the_same_state() {
         ]
     };
     for event in story("forward@x") {
-        assert_eq!(pipeline.post_sample(&event).await, 200);
+        assert_eq!(app.post_sample(&event).await, 200);
     }
-    pipeline.wait_drained().await;
+    app.drain().await;
     for event in story("reverse@x").into_iter().rev() {
-        assert_eq!(pipeline.post_sample(&event).await, 200);
+        assert_eq!(app.post_sample(&event).await, 200);
     }
-    pipeline.wait_drained().await;
-    let forward = row(&pipeline, "forward@x").await.unwrap();
+    app.drain().await;
+    let forward = row(&app, "forward@x").await.unwrap();
     assert_eq!(forward.0, "complained");
-    assert_eq!(row(&pipeline, "reverse@x").await.unwrap(), forward);
-    pipeline.stop_worker().await;
+    assert_eq!(row(&app, "reverse@x").await.unwrap(), forward);
+    app.stop_worker().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_missing_backer_id_is_skipped_and_counted() {
-    let mut pipeline = Pipeline::start().await;
+    let mut app = TestApp::builder().build().await;
     let mut event = sample(SampleKind::Delivered, "anon@x", 1_764_000_000.0);
     event.backer_id = None;
-    assert_eq!(pipeline.post_sample(&event).await, 200);
-    pipeline.wait_drained().await;
-    assert_eq!(row(&pipeline, "anon@x").await, None);
-    let skipped: i64 = redis::cmd("HGET")
-        .arg(format!("{}skipped", pipeline.redis.prefix()))
-        .arg("missing_backer_id")
-        .query(&mut pipeline.redis.connection())
-        .unwrap();
+    assert_eq!(app.post_sample(&event).await, 200);
+    app.drain().await;
+    assert_eq!(row(&app, "anon@x").await, None);
+    let skipped = app.redis().counters("skipped")["missing_backer_id"];
     assert_eq!(skipped, 1);
-    assert!(pipeline.redis.list("dead").is_empty());
-    pipeline.stop_worker().await;
+    assert!(app.redis().list("dead").is_empty());
+    app.stop_worker().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_garbage_body_after_a_valid_signature_is_dead_lettered_with_a_reason() {
-    let mut pipeline = Pipeline::start().await;
-    let key = SigningKey::new(SIGNING_KEY);
+    let mut app = TestApp::builder().build().await;
     // Signed, but no event: the receiver cannot tell, the worker can.
-    let json_body = signed_json(
-        &key,
-        now_seconds(),
-        &fresh_token(),
-        json!({"nothing": "here"}),
-    );
-    assert_eq!(pipeline.post("application/json", json_body).await, 200);
-    let form_body = signed_form(&key, now_seconds(), &fresh_token(), &[("garbage", "yes")]);
+    let json_body = app.signed_json(json!({"nothing": "here"}));
+    assert_eq!(app.post("application/json", json_body).await, 200);
+    let form_body = app.signed_form(&[("garbage", "yes")]);
     assert_eq!(
-        pipeline
-            .post("application/x-www-form-urlencoded", form_body)
+        app.post("application/x-www-form-urlencoded", form_body)
             .await,
         200
     );
-    pipeline.wait_drained().await;
+    app.drain().await;
 
-    let dead = pipeline.redis.list("dead");
+    let dead = app.redis().list("dead");
     assert_eq!(dead.len(), 2);
     for entry in dead {
         let letter: mailtrail_queue::DeadLetter = serde_json::from_str(&entry).unwrap();
@@ -237,37 +226,37 @@ async fn a_garbage_body_after_a_valid_signature_is_dead_lettered_with_a_reason()
         assert_eq!(letter.worker, "worker-1");
         assert!(letter.envelope.contains("content_type"));
     }
-    assert_eq!(event_count(&pipeline).await, 0);
-    pipeline.stop_worker().await;
+    assert_eq!(event_count(&app).await, 0);
+    app.stop_worker().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_queued_while_the_worker_is_down_are_written_when_it_starts() {
-    let mut pipeline = Pipeline::start_receiver_only().await;
+    let mut app = TestApp::builder().worker(false).build().await;
     for i in 0..50 {
         let message_id = format!("later-{i}@x");
         let event = sample(SampleKind::Delivered, &message_id, 1_764_000_000.0);
-        assert_eq!(pipeline.post_sample(&event).await, 200);
+        assert_eq!(app.post_sample(&event).await, 200);
     }
-    assert_eq!(pipeline.redis.list("events").len(), 50);
-    pipeline.start_worker();
-    pipeline.wait_drained().await;
-    assert_eq!(event_count(&pipeline).await, 50);
-    pipeline.stop_worker().await;
+    assert_eq!(app.redis().list("events").len(), 50);
+    app.start_worker();
+    app.drain().await;
+    assert_eq!(event_count(&app).await, 50);
+    app.stop_worker().await;
     // A clean stop leaves no lease and no registration behind.
-    assert!(pipeline.redis.list("processing:worker-1").is_empty());
+    assert!(app.redis().list("processing:worker-1").is_empty());
     let workers: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("{}workers", pipeline.redis.prefix()))
-        .query(&mut pipeline.redis.connection())
+        .arg(format!("{}workers", app.redis().prefix()))
+        .query(&mut app.redis().connection())
         .unwrap();
     assert!(workers.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_with_one_row_postgres_refuses_is_split_and_only_that_row_is_dead_lettered() {
-    let mut pipeline = Pipeline::start_receiver_only().await;
+    let mut app = TestApp::builder().worker(false).build().await;
     // Make Postgres refuse one recipient, as it would refuse data it cannot store.
-    let mut connection = pipeline.database.connect().await;
+    let mut connection = app.database().connect().await;
     diesel::sql_query(
         "ALTER TABLE email_events ADD CONSTRAINT refuse_one CHECK (recipient <> 'refused@example.com')",
     )
@@ -280,49 +269,42 @@ async fn a_batch_with_one_row_postgres_refuses_is_split_and_only_that_row_is_dea
         if i == 7 {
             event.recipient = "refused@example.com";
         }
-        assert_eq!(pipeline.post_sample(&event).await, 200);
+        assert_eq!(app.post_sample(&event).await, 200);
     }
     // All 20 are queued before the worker starts, so they arrive as one batch.
-    pipeline.start_worker();
-    pipeline.wait_drained().await;
-    assert_eq!(event_count(&pipeline).await, 19);
-    let dead = pipeline.redis.list("dead");
+    app.start_worker();
+    app.drain().await;
+    assert_eq!(event_count(&app).await, 19);
+    let dead = app.redis().list("dead");
     assert_eq!(dead.len(), 1);
     let letter: mailtrail_queue::DeadLetter = serde_json::from_str(&dead[0]).unwrap();
     assert!(letter.reason.contains("refuse_one"), "{}", letter.reason);
     assert!(letter.envelope.contains("split-7@x"));
-    pipeline.stop_worker().await;
+    app.stop_worker().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_metrics_count_stored_skipped_and_dead_events() {
-    let mut pipeline = Pipeline::start_receiver_only().await;
-    let mut config =
-        crate::pipeline::worker_config(&pipeline.database, &pipeline.redis, "worker-1");
     let port = mailtrail_testing::free_port();
-    config.metrics_bind = Some(format!("127.0.0.1:{port}"));
-    let (stop, shutdown) = mailtrail_worker::shutdown::channel();
-    let worker = tokio::spawn(mailtrail_worker::run(config, shutdown));
+    let mut app = TestApp::builder()
+        .worker_env("MAILTRAIL_METRICS_BIND", &format!("127.0.0.1:{port}"))
+        .build()
+        .await;
 
     for i in 0..3 {
         let message_id = format!("metrics-{i}@x");
         let event = sample(SampleKind::Delivered, &message_id, 1_764_000_000.0);
-        assert_eq!(pipeline.post_sample(&event).await, 200);
+        assert_eq!(app.post_sample(&event).await, 200);
     }
     let mut anonymous = sample(SampleKind::Delivered, "metrics-anon@x", 1_764_000_000.0);
     anonymous.project_id = None;
-    assert_eq!(pipeline.post_sample(&anonymous).await, 200);
-    let garbage = signed_json(
-        &SigningKey::new(SIGNING_KEY),
-        now_seconds(),
-        &fresh_token(),
-        json!({}),
-    );
-    assert_eq!(pipeline.post("application/json", garbage).await, 200);
-    pipeline.wait_drained().await;
+    assert_eq!(app.post_sample(&anonymous).await, 200);
+    let garbage = app.signed_json(json!({}));
+    assert_eq!(app.post("application/json", garbage).await, 200);
+    app.drain().await;
 
-    let text = pipeline
-        .client
+    let text = app
+        .client()
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await
@@ -356,8 +338,7 @@ async fn worker_metrics_count_stored_skipped_and_dead_events() {
     assert_eq!(value("mailtrail_worker_rows_upserted_total"), 3.0);
     assert_eq!(value("mailtrail_worker_backlog"), 0.0);
     assert!(value("mailtrail_worker_last_batch_timestamp_seconds") > 1.7e9);
-    stop.stop();
-    worker.await.unwrap().unwrap();
+    app.stop_worker().await;
 }
 
 /// Envelopes written by version 1 of the envelope format (captured from the receiver of that
@@ -365,25 +346,15 @@ async fn worker_metrics_count_stored_skipped_and_dead_events() {
 /// worker reads them as Mailgun webhooks.
 #[tokio::test(flavor = "multi_thread")]
 async fn envelopes_written_by_version_1_are_still_processed() {
-    let database = mailtrail_testing::TestDatabase::create().await;
-    let redis = mailtrail_testing::TestRedis::new();
-    let queue = mailtrail_queue::Queue::connect(&mailtrail_queue::QueueSettings {
-        url: redis.url().to_owned(),
-        prefix: redis.prefix().to_owned(),
-        response_timeout: std::time::Duration::from_secs(2),
-    })
-    .unwrap();
+    let mut app = TestApp::builder().worker(false).build().await;
+    let queue = mailtrail_queue::Queue::connect(&app.redis().queue_settings()).unwrap();
     let fixture = include_str!("../fixtures/v1-envelopes.jsonl");
     for line in fixture.lines() {
         assert!(line.starts_with(r#"{"v":1,"#), "not a version 1 envelope");
         queue.push_envelope(line).await.unwrap();
     }
 
-    let config = crate::pipeline::worker_config(&database, &redis, "worker-v1");
-    let (_stop, shutdown) = mailtrail_worker::shutdown::channel();
-    let mut worker = mailtrail_worker::Worker::start(config, shutdown)
-        .await
-        .unwrap();
+    let mut worker = app.driven_worker().await;
     let outcome = worker.process_next_batch().await.unwrap().unwrap();
     assert_eq!(
         (outcome.envelopes, outcome.done, outcome.dead),
@@ -395,7 +366,7 @@ async fn envelopes_written_by_version_1_are_still_processed() {
     worker.release().await.unwrap();
 
     use sent_emails::dsl as s;
-    let mut connection = database.connect().await;
+    let mut connection = app.database().connect().await;
     let (status, backer, project, subject, opened): (String, i64, i64, Option<String>, i64) =
         s::sent_emails
             .filter(s::message_id.eq("v1-fixture@mg.example.com"))

@@ -14,6 +14,9 @@ use mailtrail_core::{Envelope, SigningKey, Source};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_testing::{ChaosProxy, PrivateRedis, TestDatabase, TestRedis};
 
+/// How long the workers get to empty the queue once the fault is over.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// Two events (delivered, opened) per message, as envelopes ready to LPUSH.
 fn envelopes(run: &str, messages: usize) -> Vec<String> {
     let key = SigningKey::new("fault-key");
@@ -46,14 +49,11 @@ fn envelopes(run: &str, messages: usize) -> Vec<String> {
     envelopes
 }
 
-fn push_all(redis_url: &str, prefix: &str, envelopes: &[String]) {
-    let mut connection = redis::Client::open(redis_url)
-        .unwrap()
-        .get_connection()
-        .unwrap();
+fn push_all(redis: &TestRedis, envelopes: &[String]) {
+    let mut connection = redis.connection();
     for chunk in envelopes.chunks(1000) {
         redis::cmd("LPUSH")
-            .arg(format!("{prefix}events"))
+            .arg(format!("{}events", redis.prefix()))
             .arg(chunk)
             .query::<i64>(&mut connection)
             .unwrap();
@@ -65,11 +65,11 @@ struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    fn start(database_url: &str, redis_url: &str, prefix: &str, id: &str) -> Self {
+    fn start(database_url: &str, redis: &TestRedis, id: &str) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_mailtrail-worker"))
             .env("DATABASE_URL", database_url)
-            .env("REDIS_URL", redis_url)
-            .env("MAILTRAIL_REDIS_PREFIX", prefix)
+            .env("REDIS_URL", redis.url())
+            .env("MAILTRAIL_REDIS_PREFIX", redis.prefix())
             .env("MAILTRAIL_WORKER_ID", id)
             .env("MAILTRAIL_BATCH_SIZE", "200")
             .env("MAILTRAIL_CLAIM_BLOCK_MS", "100")
@@ -127,33 +127,6 @@ async fn wait_for_events(database: &TestDatabase, at_least: i64) {
     }
 }
 
-/// Waits until the backlog and every processing list under the prefix are empty.
-async fn wait_drained(redis_url: &str, prefix: &str) {
-    let mut connection = redis::Client::open(redis_url)
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let backlog: i64 = redis::cmd("LLEN")
-            .arg(format!("{prefix}events"))
-            .query(&mut connection)
-            .unwrap_or(-1);
-        let in_flight: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}processing:*"))
-            .query(&mut connection)
-            .unwrap_or_default();
-        if backlog == 0 && in_flight.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not drained: backlog {backlog}, in flight {in_flight:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Every message is one delivered row with exactly one open and two events.
 async fn assert_exactly_once(database: &TestDatabase, messages: i64) {
     let mut connection = database.connect().await;
@@ -184,11 +157,11 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice() 
     let database = TestDatabase::create().await;
     let redis = TestRedis::new();
     let messages = 4_000;
-    push_all(redis.url(), redis.prefix(), &envelopes("kill", messages));
+    push_all(&redis, &envelopes("kill", messages));
 
     // Kill it twice at different points, then let a third run finish.
     for progress in [1, messages as i64] {
-        let worker = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "w1");
+        let worker = WorkerProcess::start(database.url(), &redis, "w1");
         wait_for_events(&database, progress).await;
         worker.kill_9();
     }
@@ -196,8 +169,8 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice() 
         stored_events(&database).await < 2 * messages as i64,
         "killed too late to mean anything"
     );
-    let worker = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "w1");
-    wait_drained(redis.url(), redis.prefix()).await;
+    let worker = WorkerProcess::start(database.url(), &redis, "w1");
+    redis.wait_drained(DRAIN_TIMEOUT).await;
     assert_exactly_once(&database, messages as i64).await;
     assert!(
         worker.terminate().success(),
@@ -211,16 +184,16 @@ async fn three_workers_share_a_backlog_and_a_killed_ones_batch_is_reaped() {
     let database = TestDatabase::create().await;
     let redis = TestRedis::new();
     let messages = 4_000;
-    push_all(redis.url(), redis.prefix(), &envelopes("three", messages));
+    push_all(&redis, &envelopes("three", messages));
 
-    let w1 = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "w1");
-    let w2 = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "w2");
-    let w3 = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "w3");
+    let w1 = WorkerProcess::start(database.url(), &redis, "w1");
+    let w2 = WorkerProcess::start(database.url(), &redis, "w2");
+    let w3 = WorkerProcess::start(database.url(), &redis, "w3");
     wait_for_events(&database, 400).await;
     w2.kill_9();
     // w2 is never restarted: only the others' reapers can recover what it held, once its
     // 3-second lease has run out.
-    wait_drained(redis.url(), redis.prefix()).await;
+    redis.wait_drained(DRAIN_TIMEOUT).await;
     assert_exactly_once(&database, messages as i64).await;
     assert!(redis.list("dead").is_empty());
     assert!(w1.terminate().success());
@@ -232,7 +205,7 @@ async fn a_postgres_outage_is_waited_out_and_nothing_is_lost() {
     let database = TestDatabase::create().await;
     let redis = TestRedis::new();
     let messages = 3_000;
-    push_all(redis.url(), redis.prefix(), &envelopes("pg", messages));
+    push_all(&redis, &envelopes("pg", messages));
 
     let proxy = ChaosProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let proxied_url = database
@@ -243,7 +216,7 @@ async fn a_postgres_outage_is_waited_out_and_nothing_is_lost() {
         database.url(),
         "the test database must be on 127.0.0.1:5432"
     );
-    let worker = WorkerProcess::start(&proxied_url, redis.url(), redis.prefix(), "w1");
+    let worker = WorkerProcess::start(&proxied_url, &redis, "w1");
     wait_for_events(&database, 1).await;
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -259,7 +232,7 @@ async fn a_postgres_outage_is_waited_out_and_nothing_is_lost() {
         "writes went through a cut proxy"
     );
     proxy.restore();
-    wait_drained(redis.url(), redis.prefix()).await;
+    redis.wait_drained(DRAIN_TIMEOUT).await;
     assert_exactly_once(&database, messages as i64).await;
     assert!(
         redis.list("dead").is_empty(),
@@ -271,17 +244,17 @@ async fn a_postgres_outage_is_waited_out_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_reconnects_after_a_redis_restart() {
     let database = TestDatabase::create().await;
-    let mut redis = PrivateRedis::start();
-    let prefix = "mailtrail:";
+    let mut server = PrivateRedis::start();
+    let redis = TestRedis::on(&server.url());
     let messages = 3_000;
-    push_all(&redis.url(), prefix, &envelopes("redis", messages));
+    push_all(&redis, &envelopes("redis", messages));
 
-    let worker = WorkerProcess::start(database.url(), &redis.url(), prefix, "w1");
+    let worker = WorkerProcess::start(database.url(), &redis, "w1");
     wait_for_events(&database, 1).await;
-    redis.stop();
+    server.stop();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    redis.restart();
-    wait_drained(&redis.url(), prefix).await;
+    server.restart();
+    redis.wait_drained(DRAIN_TIMEOUT).await;
     assert_exactly_once(&database, messages as i64).await;
     assert!(worker.terminate().success());
 }
@@ -290,7 +263,7 @@ async fn the_worker_reconnects_after_a_redis_restart() {
 async fn a_second_process_with_a_live_workers_id_is_refused() {
     let database = TestDatabase::create().await;
     let redis = TestRedis::new();
-    let first = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "same-id");
+    let first = WorkerProcess::start(database.url(), &redis, "same-id");
     // Start the second only once the first holds the lease.
     let deadline = Instant::now() + Duration::from_secs(20);
     while redis::cmd("EXISTS")
@@ -305,7 +278,7 @@ async fn a_second_process_with_a_live_workers_id_is_refused() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut second = WorkerProcess::start(database.url(), redis.url(), redis.prefix(), "same-id");
+    let mut second = WorkerProcess::start(database.url(), &redis, "same-id");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = second.child.try_wait().unwrap() {

@@ -6,5 +6,4 @@
 mod corpus;
 mod end_to_end;
 mod faults;
-mod pipeline;
 mod unknown_events;

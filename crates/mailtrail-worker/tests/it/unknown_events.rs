@@ -3,21 +3,16 @@
 //! `email_events` for history, never creating or changing a `sent_emails` row (row J21/L12 of
 //! `docs/status-mapping.md`), never a panic, never lost.
 
-use crate::pipeline::{Pipeline, SIGNING_KEY, fresh_token, now_seconds};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use mailtrail_core::SigningKey;
-use mailtrail_core::sample::{SampleEvent, SampleKind, signed_form, signed_json};
+use mailtrail_core::sample::{SampleEvent, SampleKind};
 use mailtrail_store::schema::{email_events, sent_emails};
+use mailtrail_testing::TestApp;
 use serde_json::json;
 
 /// A signed JSON `stored` event for `message_id`, instrumented with backer and project.
-fn stored_event(message_id: &str, at: f64) -> Vec<u8> {
-    signed_json(
-        &SigningKey::new(SIGNING_KEY),
-        now_seconds(),
-        &fresh_token(),
-        json!({
+fn stored_event(app: &TestApp, message_id: &str, at: f64) -> Vec<u8> {
+    app.signed_json(json!({
             "event": "stored",
             "id": "czsjqFATSlC3QtAK-C80nw",
             "timestamp": at,
@@ -26,14 +21,13 @@ fn stored_event(message_id: &str, at: f64) -> Vec<u8> {
             "message": {"headers": {"message-id": message_id, "subject": "Your pledge"}},
             "storage": {"key": "eyJwIjpmYWxzZX0=", "url": "https://storage.example.com/k"},
             "user-variables": {"backer_id": "42", "project_id": "7"},
-        }),
-    )
+    }))
 }
 
 /// The kinds and statuses kept in `email_events` for `message_id`, oldest first.
-async fn kept_events(pipeline: &Pipeline, message_id: &str) -> Vec<(String, Option<String>, i64)> {
+async fn kept_events(app: &TestApp, message_id: &str) -> Vec<(String, Option<String>, i64)> {
     use email_events::dsl as e;
-    let mut connection = pipeline.database.connect().await;
+    let mut connection = app.database().connect().await;
     e::email_events
         .filter(e::message_id.eq(message_id))
         .order(e::occurred_at)
@@ -44,9 +38,9 @@ async fn kept_events(pipeline: &Pipeline, message_id: &str) -> Vec<(String, Opti
 }
 
 /// The row's status and event count, if there is a row.
-async fn row(pipeline: &Pipeline, message_id: &str) -> Option<(String, i64)> {
+async fn row(app: &TestApp, message_id: &str) -> Option<(String, i64)> {
     use sent_emails::dsl as s;
-    let mut connection = pipeline.database.connect().await;
+    let mut connection = app.database().connect().await;
     s::sent_emails
         .filter(s::message_id.eq(message_id))
         .select((s::status, s::event_count))
@@ -58,33 +52,30 @@ async fn row(pipeline: &Pipeline, message_id: &str) -> Option<(String, i64)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_event_is_kept_in_the_events_table_and_creates_no_row() {
-    let mut pipeline = Pipeline::start().await;
+    let mut app = TestApp::builder().build().await;
     let message_id = "stored-only@mg.example.com";
     // Twice, as a Mailgun retry would: kept once.
     for _ in 0..2 {
-        let body = stored_event(message_id, 1_764_000_000.25);
-        assert_eq!(pipeline.post("application/json", body).await, 200);
+        let body = stored_event(&app, message_id, 1_764_000_000.25);
+        assert_eq!(app.post("application/json", body).await, 200);
     }
-    pipeline.wait_drained().await;
+    app.drain().await;
 
     assert_eq!(
-        kept_events(&pipeline, message_id).await,
+        kept_events(&app, message_id).await,
         [("stored".to_owned(), None, 42)]
     );
-    assert_eq!(row(&pipeline, message_id).await, None);
-    assert!(pipeline.redis.list("dead").is_empty());
-    let skipped: Vec<String> = redis::cmd("HKEYS")
-        .arg(format!("{}skipped", pipeline.redis.prefix()))
-        .query(&mut pipeline.redis.connection())
-        .unwrap();
+    assert_eq!(row(&app, message_id).await, None);
+    assert!(app.redis().list("dead").is_empty());
+    let skipped = app.redis().counters("skipped");
     assert!(skipped.is_empty(), "{skipped:?}");
     // The worker stops cleanly: it did not panic on the way.
-    pipeline.stop_worker().await;
+    app.stop_worker().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_events_after_a_delivery_leave_its_row_as_it_was() {
-    let mut pipeline = Pipeline::start().await;
+    let mut app = TestApp::builder().build().await;
     let message_id = "delivered-then-stored@mg.example.com";
     let delivered = SampleEvent {
         kind: SampleKind::Delivered,
@@ -95,31 +86,25 @@ async fn unknown_events_after_a_delivery_leave_its_row_as_it_was() {
         project_id: Some(7),
         subject: "Your pledge",
     };
-    assert_eq!(pipeline.post_sample(&delivered).await, 200);
+    assert_eq!(app.post_sample(&delivered).await, 200);
     // A later unknown JSON event and a later unknown legacy form event for the same message.
-    let json_body = stored_event(message_id, 1_764_000_900.0);
-    assert_eq!(pipeline.post("application/json", json_body).await, 200);
-    let form_body = signed_form(
-        &SigningKey::new(SIGNING_KEY),
-        now_seconds(),
-        &fresh_token(),
-        &[
-            ("event", "list_member_uploaded"),
-            ("Message-Id", &format!("<{message_id}>")),
-            ("recipient", "backer@example.com"),
-            ("backer_id", "42"),
-            ("project_id", "7"),
-        ],
-    );
+    let json_body = stored_event(&app, message_id, 1_764_000_900.0);
+    assert_eq!(app.post("application/json", json_body).await, 200);
+    let form_body = app.signed_form(&[
+        ("event", "list_member_uploaded"),
+        ("Message-Id", &format!("<{message_id}>")),
+        ("recipient", "backer@example.com"),
+        ("backer_id", "42"),
+        ("project_id", "7"),
+    ]);
     assert_eq!(
-        pipeline
-            .post("application/x-www-form-urlencoded", form_body)
+        app.post("application/x-www-form-urlencoded", form_body)
             .await,
         200
     );
-    pipeline.wait_drained().await;
+    app.drain().await;
 
-    let mut kinds: Vec<String> = kept_events(&pipeline, message_id)
+    let mut kinds: Vec<String> = kept_events(&app, message_id)
         .await
         .into_iter()
         .map(|(kind, ..)| kind)
@@ -127,9 +112,9 @@ async fn unknown_events_after_a_delivery_leave_its_row_as_it_was() {
     kinds.sort();
     assert_eq!(kinds, ["delivered", "list_member_uploaded", "stored"]);
     assert_eq!(
-        row(&pipeline, message_id).await,
+        row(&app, message_id).await,
         Some(("delivered".to_owned(), 1))
     );
-    assert!(pipeline.redis.list("dead").is_empty());
-    pipeline.stop_worker().await;
+    assert!(app.redis().list("dead").is_empty());
+    app.stop_worker().await;
 }
