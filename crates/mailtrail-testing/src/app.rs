@@ -11,8 +11,9 @@
 //!
 //! Both configurations are read from variables, as the binaries read theirs, so a test sets the
 //! variable an operator would set ([`TestAppBuilder::receiver_env`],
-//! [`TestAppBuilder::worker_env`]) over defaults made for tests: one HTTP worker, a 100 ms claim
-//! wait, a 3 s lease, no `/metrics`, no migrations (the [`TestDatabase`] is migrated already).
+//! [`TestAppBuilder::worker_env`]) over defaults made for tests: one HTTP worker, the receiver's
+//! `/metrics` on a free port and none for the worker, a 100 ms claim wait, a 3 s lease, no
+//! migrations (the [`TestDatabase`] is migrated already).
 //!
 //! The worker runs its real loop ([`mailtrail_worker::run`]), and [`TestApp::drain`] waits for it
 //! to empty the queue. A test that wants each step instead builds the app with `.worker(false)`
@@ -105,6 +106,9 @@ impl TestAppBuilder {
             .await
             .expect("start the receiver");
         let receiver_url = format!("http://127.0.0.1:{}", receiver.port());
+        let receiver_metrics_url = receiver
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}/metrics"));
         tokio::spawn(receiver.run_until_stopped());
         let first_key = self.signing_keys.split(',').next().unwrap_or_default();
         let mut app = TestApp {
@@ -113,6 +117,7 @@ impl TestAppBuilder {
             database,
             redis,
             receiver_url,
+            receiver_metrics_url,
             client: reqwest::Client::new(),
             signing_key: SigningKey::new(first_key.trim()),
             worker_env: self.worker_env,
@@ -130,6 +135,7 @@ impl TestAppBuilder {
             ("MAILTRAIL_BIND", "127.0.0.1:0"),
             ("MAILTRAIL_REDIS_PREFIX", redis.prefix()),
             ("MAILTRAIL_HTTP_WORKERS", "1"),
+            ("MAILTRAIL_METRICS_BIND", "127.0.0.1:0"),
         ];
         let vars = envy::from_iter(variables(&defaults, &self.receiver_env))
             .expect("the receiver's test variables");
@@ -146,6 +152,7 @@ pub struct TestApp {
     database: Option<TestDatabase>,
     redis: TestRedis,
     receiver_url: String,
+    receiver_metrics_url: Option<String>,
     client: reqwest::Client,
     signing_key: SigningKey,
     worker_env: Vec<(String, String)>,
@@ -188,6 +195,16 @@ impl TestApp {
     /// `http://127.0.0.1:port` of the receiver.
     pub fn receiver_url(&self) -> &str {
         &self.receiver_url
+    }
+
+    /// The URL of the receiver's `/metrics`, on a port of its own.
+    ///
+    /// # Panics
+    /// When the test turned the listener off (`MAILTRAIL_METRICS_BIND` empty).
+    pub fn receiver_metrics_url(&self) -> &str {
+        self.receiver_metrics_url
+            .as_deref()
+            .expect("the receiver's /metrics listener is off")
     }
 
     /// The HTTP client the app posts with.

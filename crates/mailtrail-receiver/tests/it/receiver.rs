@@ -3,82 +3,30 @@
 use std::time::{Duration, Instant};
 
 use mailtrail_core::SigningKey;
-use mailtrail_core::sample::{signed_form, signed_json, token_from_seed};
+use mailtrail_core::sample::{signed_form, signed_json};
 use mailtrail_receiver::{Application, ReceiverConfig};
-use mailtrail_testing::TestRedis;
+use mailtrail_testing::{TestApp, TestAppBuilder, fresh_token, now_seconds};
 use serde_json::json;
 
 const KEY: &str = "receiver-test-key";
 
-struct Receiver {
-    base_url: String,
-    metrics_url: String,
-    client: reqwest::Client,
+/// The receiver as these tests run it: both keys of a rotation, and a short Redis timeout so a
+/// Redis that is down is answered quickly.
+fn test_receiver() -> TestAppBuilder {
+    TestApp::builder()
+        .receiver_only()
+        .signing_keys(&format!("old-key,{KEY}"))
+        .receiver_env("MAILTRAIL_REDIS_TIMEOUT_MS", "500")
 }
 
-impl Receiver {
-    async fn start(redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Self {
-        let mut vars = vec![
-            ("REDIS_URL".to_owned(), redis_url.to_owned()),
-            (
-                "MAILTRAIL_SIGNING_KEYS".to_owned(),
-                format!("old-key,{KEY}"),
-            ),
-            ("MAILTRAIL_BIND".to_owned(), "127.0.0.1:0".to_owned()),
-            ("MAILTRAIL_REDIS_PREFIX".to_owned(), prefix.to_owned()),
-            ("MAILTRAIL_HTTP_WORKERS".to_owned(), "1".to_owned()),
-            ("MAILTRAIL_REDIS_TIMEOUT_MS".to_owned(), "500".to_owned()),
-            (
-                "MAILTRAIL_METRICS_BIND".to_owned(),
-                "127.0.0.1:0".to_owned(),
-            ),
-        ];
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = ReceiverConfig::from_vars(envy::from_iter(vars).unwrap()).unwrap();
-        let application = Application::build(config).await.unwrap();
-        let base_url = format!("http://127.0.0.1:{}", application.port());
-        let metrics_url = format!(
-            "http://127.0.0.1:{}/metrics",
-            application.metrics_port().unwrap()
-        );
-        tokio::spawn(application.run_until_stopped());
-        Self {
-            base_url,
-            metrics_url,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn post(&self, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-        self.client
-            .post(format!("{}/webhooks/mailgun", self.base_url))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn get(&self, path: &str) -> u16 {
-        self.client
-            .get(format!("{}{path}", self.base_url))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn token(seed: &str) -> String {
-    token_from_seed(&format!("{seed}-{:?}", Instant::now()))
+/// `event_data` signed now, with a fresh token, by the receiver's second key.
+fn signed(event_data: serde_json::Value) -> Vec<u8> {
+    signed_json(
+        &SigningKey::new(KEY),
+        now_seconds(),
+        &fresh_token(),
+        event_data,
+    )
 }
 
 fn delivered() -> serde_json::Value {
@@ -95,24 +43,22 @@ fn closed_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_and_readiness_answer_when_redis_is_up() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(redis.url(), redis.prefix(), &[]).await;
+    let receiver = test_receiver().build().await;
     assert_eq!(receiver.get("/healthz").await, 200);
     assert_eq!(receiver.get("/readyz").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_from_a_rotation_list_and_a_parent_signature_are_both_accepted() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(redis.url(), redis.prefix(), &[]).await;
+    let receiver = test_receiver().build().await;
     // Signed with the second configured key.
-    let body = signed_json(&SigningKey::new(KEY), now(), &token("second"), delivered());
-    assert_eq!(receiver.post("application/json", body).await.status(), 200);
+    let body = signed(delivered());
+    assert_eq!(receiver.send("application/json", body).await.status(), 200);
 
     // A subaccount event: the account signature is from a key we do not have, the parent
     // signature from one we do.
-    let timestamp = now().to_string();
-    let token = token("parent");
+    let timestamp = now_seconds().to_string();
+    let token = fresh_token();
     let body = serde_json::to_vec(&json!({
         "signature": {
             "timestamp": timestamp, "token": token,
@@ -122,18 +68,17 @@ async fn a_key_from_a_rotation_list_and_a_parent_signature_are_both_accepted() {
         "event-data": delivered(),
     }))
     .unwrap();
-    assert_eq!(receiver.post("application/json", body).await.status(), 200);
-    assert_eq!(redis.list("events").len(), 2);
+    assert_eq!(receiver.send("application/json", body).await.status(), 200);
+    assert_eq!(receiver.redis().list("events").len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_legacy_form_webhook_is_verified_and_queued_as_received() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(redis.url(), redis.prefix(), &[]).await;
+    let receiver = test_receiver().build().await;
     let body = signed_form(
         &SigningKey::new(KEY),
-        now(),
-        &token("form"),
+        now_seconds(),
+        &fresh_token(),
         &[
             ("event", "delivered"),
             ("recipient", "a@example.com"),
@@ -141,10 +86,10 @@ async fn a_legacy_form_webhook_is_verified_and_queued_as_received() {
         ],
     );
     let response = receiver
-        .post("application/x-www-form-urlencoded", body.clone())
+        .send("application/x-www-form-urlencoded", body.clone())
         .await;
     assert_eq!(response.status(), 200);
-    let queued = redis.list("events");
+    let queued = receiver.redis().list("events");
     assert_eq!(queued.len(), 1);
     let envelope = mailtrail_core::Envelope::from_json(&queued[0]).unwrap();
     assert_eq!(envelope.content_type, "application/x-www-form-urlencoded");
@@ -153,8 +98,7 @@ async fn a_legacy_form_webhook_is_verified_and_queued_as_received() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_that_can_never_be_processed_get_406_and_are_not_queued() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(redis.url(), redis.prefix(), &[]).await;
+    let receiver = test_receiver().build().await;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("text/plain", b"hello".to_vec()),
         ("application/json", b"{not json".to_vec()),
@@ -167,65 +111,59 @@ async fn bodies_that_can_never_be_processed_get_406_and_are_not_queued() {
         ("multipart/form-data", b"--x--".to_vec()),
     ];
     for (content_type, body) in cases {
-        let response = receiver.post(content_type, body).await;
+        let response = receiver.send(content_type, body).await;
         assert_eq!(response.status(), 406, "{content_type}");
     }
-    assert!(redis.list("events").is_empty());
+    assert!(receiver.redis().list("events").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_over_the_limit_gets_413() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(
-        redis.url(),
-        redis.prefix(),
-        &[("MAILTRAIL_BODY_LIMIT_BYTES", "1024")],
-    )
-    .await;
+    let receiver = test_receiver()
+        .receiver_env("MAILTRAIL_BODY_LIMIT_BYTES", "1024")
+        .build()
+        .await;
     let mut event = delivered();
     event["padding"] = json!("x".repeat(4096));
-    let body = signed_json(&SigningKey::new(KEY), now(), &token("big"), event);
-    assert_eq!(receiver.post("application/json", body).await.status(), 413);
-    assert!(redis.list("events").is_empty());
+    let body = signed(event);
+    assert_eq!(receiver.send("application/json", body).await.status(), 413);
+    assert!(receiver.redis().list("events").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_backlog_answers_503_with_retry_after() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(
-        redis.url(),
-        redis.prefix(),
-        &[("MAILTRAIL_BACKLOG_CAP", "2")],
-    )
-    .await;
+    let receiver = test_receiver()
+        .receiver_env("MAILTRAIL_BACKLOG_CAP", "2")
+        .build()
+        .await;
     let key = SigningKey::new(KEY);
-    for i in 0..2 {
-        let body = signed_json(&key, now(), &token(&format!("cap{i}")), delivered());
-        assert_eq!(receiver.post("application/json", body).await.status(), 200);
+    for _ in 0..2 {
+        let body = signed(delivered());
+        assert_eq!(receiver.send("application/json", body).await.status(), 200);
     }
-    let refused_token = token("cap-over");
-    let body = signed_json(&key, now(), &refused_token, delivered());
-    let response = receiver.post("application/json", body.clone()).await;
+    let refused_token = fresh_token();
+    let body = signed_json(&key, now_seconds(), &refused_token, delivered());
+    let response = receiver.send("application/json", body.clone()).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "60");
-    assert_eq!(redis.list("events").len(), 2);
+    assert_eq!(receiver.redis().list("events").len(), 2);
 
     // The refused token was not burned: Mailgun's retry is queued once there is room.
     redis::cmd("RPOP")
-        .arg(format!("{}events", redis.prefix()))
-        .query::<String>(&mut redis.connection())
+        .arg(format!("{}events", receiver.redis().prefix()))
+        .query::<String>(&mut receiver.redis().connection())
         .unwrap();
-    assert_eq!(receiver.post("application/json", body).await.status(), 200);
-    assert_eq!(redis.list("events").len(), 2);
+    assert_eq!(receiver.send("application/json", body).await.status(), 200);
+    assert_eq!(receiver.redis().list("events").len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_down_means_503_within_a_bounded_time_and_not_ready() {
     let unreachable = format!("redis://127.0.0.1:{}/", closed_port());
-    let receiver = Receiver::start(&unreachable, "unreachable:", &[]).await;
+    let receiver = test_receiver().redis_server(&unreachable).build().await;
     let started = Instant::now();
-    let body = signed_json(&SigningKey::new(KEY), now(), &token("down"), delivered());
-    let response = receiver.post("application/json", body).await;
+    let body = signed(delivered());
+    let response = receiver.send("application/json", body).await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
     assert!(
@@ -239,34 +177,32 @@ async fn redis_down_means_503_within_a_bounded_time_and_not_ready() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_redis_restart_the_receiver_recovers_by_itself() {
-    let mut redis = mailtrail_testing::PrivateRedis::start();
-    let receiver = Receiver::start(&redis.url(), "mailtrail:", &[]).await;
-    let key = SigningKey::new(KEY);
-    let post = |seed: &str| signed_json(&key, now(), &token(seed), delivered());
+    let mut server = mailtrail_testing::PrivateRedis::start();
+    let receiver = test_receiver().redis_server(&server.url()).build().await;
     assert_eq!(
         receiver
-            .post("application/json", post("before"))
+            .send("application/json", signed(delivered()))
             .await
             .status(),
         200
     );
 
-    redis.stop();
+    server.stop();
     let started = Instant::now();
     assert_eq!(
         receiver
-            .post("application/json", post("during"))
+            .send("application/json", signed(delivered()))
             .await
             .status(),
         503
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    redis.restart();
+    server.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status = receiver
-            .post("application/json", post("after"))
+            .send("application/json", signed(delivered()))
             .await
             .status();
         if status == 200 {
@@ -277,17 +213,7 @@ async fn after_a_redis_restart_the_receiver_recovers_by_itself() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The event accepted before the restart survived it (AOF), and the one after is there too.
-    let queued: Vec<String> = redis::cmd("LRANGE")
-        .arg("mailtrail:events")
-        .arg(0)
-        .arg(-1)
-        .query(
-            &mut redis::Client::open(redis.url())
-                .unwrap()
-                .get_connection()
-                .unwrap(),
-        )
-        .unwrap();
+    let queued = receiver.redis().list("events");
     assert_eq!(queued.len(), 2);
 }
 
@@ -300,33 +226,37 @@ fn metric(text: &str, sample: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_each_outcome_and_every_webhook_gets_a_request_id() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(redis.url(), redis.prefix(), &[]).await;
+    let receiver = test_receiver().build().await;
     let key = SigningKey::new(KEY);
-    let reused = token("reused");
-    for i in 0..3 {
-        let body = signed_json(&key, now(), &token(&format!("m{i}")), delivered());
-        let response = receiver.post("application/json", body).await;
+    let reused = fresh_token();
+    for _ in 0..3 {
+        let body = signed(delivered());
+        let response = receiver.send("application/json", body).await;
         assert_eq!(response.status(), 200);
         assert!(response.headers().contains_key("x-request-id"));
     }
     for _ in 0..2 {
-        let body = signed_json(&key, now(), &reused, delivered());
-        assert_eq!(receiver.post("application/json", body).await.status(), 200);
+        let body = signed_json(&key, now_seconds(), &reused, delivered());
+        assert_eq!(receiver.send("application/json", body).await.status(), 200);
     }
-    let forged = signed_json(&SigningKey::new("wrong"), now(), &token("f"), delivered());
+    let forged = signed_json(
+        &SigningKey::new("wrong"),
+        now_seconds(),
+        &fresh_token(),
+        delivered(),
+    );
     assert_eq!(
-        receiver.post("application/json", forged).await.status(),
+        receiver.send("application/json", forged).await.status(),
         401
     );
     assert_eq!(
-        receiver.post("text/plain", b"x".to_vec()).await.status(),
+        receiver.send("text/plain", b"x".to_vec()).await.status(),
         406
     );
 
     let text = receiver
-        .client
-        .get(&receiver.metrics_url)
+        .client()
+        .get(receiver.receiver_metrics_url())
         .send()
         .await
         .unwrap()
@@ -404,10 +334,9 @@ async fn an_evicting_redis_is_refused_at_start_when_noeviction_is_required() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_multipart_bounce_is_queued_without_its_attachment() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(redis.url(), redis.prefix(), &[]).await;
-    let timestamp = now().to_string();
-    let token = token("multipart");
+    let receiver = test_receiver().build().await;
+    let timestamp = now_seconds().to_string();
+    let token = fresh_token();
     let signature = SigningKey::new(KEY).sign(&timestamp, &token);
     let boundary = "mailtrail-test-boundary";
     let mut body = Vec::new();
@@ -441,10 +370,10 @@ async fn a_multipart_bounce_is_queued_without_its_attachment() {
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
 
     let response = receiver
-        .post(&format!("multipart/form-data; boundary={boundary}"), body)
+        .send(&format!("multipart/form-data; boundary={boundary}"), body)
         .await;
     assert_eq!(response.status(), 200);
-    let queued = redis.list("events");
+    let queued = receiver.redis().list("events");
     assert_eq!(queued.len(), 1);
     assert!(
         queued[0].len() < 4_000,
