@@ -13,29 +13,19 @@ use mailtrail_bench::{BenchArgs, BenchConfig};
 use mailtrail_core::Envelope;
 use mailtrail_core::mailgun::{WebhookFormat, read_signature};
 use mailtrail_core::{Verdict, triage};
-use mailtrail_receiver::{Application, ReceiverConfig};
 use mailtrail_store::schema::{email_events, sent_emails};
-use mailtrail_testing::{TestDatabase, TestRedis};
+use mailtrail_testing::{TestApp, TestDatabase, TestRedis};
 use serde_json::Value;
 
 const KEY: &str = "load-test-key";
 
-/// Starts a receiver on port 0 under the test's Redis prefix; returns its base URL.
-async fn start_receiver(redis: &TestRedis) -> String {
-    let vars = [
-        ("REDIS_URL", redis.url()),
-        ("MAILTRAIL_SIGNING_KEYS", KEY),
-        ("MAILTRAIL_BIND", "127.0.0.1:0"),
-        ("MAILTRAIL_REDIS_PREFIX", redis.prefix()),
-        ("MAILTRAIL_HTTP_WORKERS", "1"),
-    ];
-    let env = envy::from_iter(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
-    let receiver = Application::build(ReceiverConfig::from_vars(env).unwrap())
+/// A receiver on port 0 under the test's Redis prefix, accepting the load generator's key.
+async fn start_receiver() -> TestApp {
+    TestApp::builder()
+        .receiver_only()
+        .signing_keys(KEY)
+        .build()
         .await
-        .unwrap();
-    let url = format!("http://127.0.0.1:{}", receiver.port());
-    tokio::spawn(receiver.run_until_stopped());
-    url
 }
 
 /// One run of the load generator, configured by `env` alone.
@@ -101,11 +91,11 @@ fn queued_event_ids(redis: &TestRedis) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_speed_run_counts_its_200s_and_the_backlog_grew_by_as_many() {
-    let redis = TestRedis::new();
-    let url = start_receiver(&redis).await;
+    let receiver = start_receiver().await;
+    let url = receiver.receiver_url();
     let report = Bench::new(&[
         "--url",
-        &url,
+        url,
         "--connections",
         "4",
         "--duration",
@@ -125,20 +115,22 @@ async fn a_full_speed_run_counts_its_200s_and_the_backlog_grew_by_as_many() {
     assert!(report["p50_ms"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
     // Every 200 is one envelope on the backlog: unique tokens, so none was a duplicate.
-    let queued = queued_event_ids(&redis);
+    let queued = queued_event_ids(receiver.redis());
     assert_eq!(queued.len() as u64, ok);
     assert_eq!(queued.iter().collect::<BTreeSet<_>>().len() as u64, ok);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fixed_rate_run_sends_what_is_due_and_logs_every_accepted_webhook() {
-    let redis = TestRedis::new();
-    let url = start_receiver(&redis).await;
-    let sent_log =
-        std::env::temp_dir().join(format!("{}-sent.csv", redis.prefix().trim_end_matches(':')));
+    let receiver = start_receiver().await;
+    let url = receiver.receiver_url();
+    let sent_log = std::env::temp_dir().join(format!(
+        "{}-sent.csv",
+        receiver.redis().prefix().trim_end_matches(':')
+    ));
     let report = Bench::new(&[
         "--url",
-        &url,
+        url,
         "--connections",
         "2",
         "--rate",
@@ -165,7 +157,7 @@ async fn a_fixed_rate_run_sends_what_is_due_and_logs_every_accepted_webhook() {
         })
         .collect();
     let _ = std::fs::remove_file(&sent_log);
-    let queued: BTreeSet<String> = queued_event_ids(&redis).into_iter().collect();
+    let queued: BTreeSet<String> = queued_event_ids(receiver.redis()).into_iter().collect();
     assert_eq!(logged.len(), 200);
     assert_eq!(logged, queued);
 }

@@ -5,26 +5,16 @@ use std::collections::BTreeMap;
 
 use crate::support::Mailtrail;
 use mailtrail_core::Envelope;
-use mailtrail_receiver::{Application, ReceiverConfig};
-use mailtrail_testing::TestRedis;
+use mailtrail_testing::{TestApp, TestRedis};
 use serde_json::Value;
 
-/// Starts a receiver that accepts `signing_keys`; returns its base URL.
-async fn start_receiver(redis: &TestRedis, signing_keys: &str) -> String {
-    let vars = [
-        ("REDIS_URL", redis.url()),
-        ("MAILTRAIL_SIGNING_KEYS", signing_keys),
-        ("MAILTRAIL_BIND", "127.0.0.1:0"),
-        ("MAILTRAIL_REDIS_PREFIX", redis.prefix()),
-        ("MAILTRAIL_HTTP_WORKERS", "1"),
-    ];
-    let env = envy::from_iter(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
-    let receiver = Application::build(ReceiverConfig::from_vars(env).unwrap())
+/// A receiver on port 0 under the test's Redis prefix that accepts `signing_keys`.
+async fn start_receiver(signing_keys: &str) -> TestApp {
+    TestApp::builder()
+        .receiver_only()
+        .signing_keys(signing_keys)
+        .build()
         .await
-        .unwrap();
-    let url = format!("http://127.0.0.1:{}", receiver.port());
-    tokio::spawn(receiver.run_until_stopped());
-    url
 }
 
 /// The `event-data` of every queued webhook.
@@ -42,12 +32,12 @@ fn queued_events(redis: &TestRedis) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn send_sample_posts_signed_webhooks_that_the_real_receiver_queues() {
-    let redis = TestRedis::new();
     // The receiver is mid-rotation: both keys are valid; the CLI signs with its first one.
-    let url = start_receiver(&redis, "old-key,new-key").await;
+    let receiver = start_receiver("old-key,new-key").await;
+    let (url, redis) = (receiver.receiver_url(), receiver.redis());
 
     let run = Mailtrail::new(&["send-sample", "--backers", "2", "--projects", "1"])
-        .env("MAILTRAIL_RECEIVER_URL", &url)
+        .env("MAILTRAIL_RECEIVER_URL", url)
         .env("MAILTRAIL_SIGNING_KEYS", "new-key,old-key")
         .run()
         .await
@@ -56,7 +46,7 @@ async fn send_sample_posts_signed_webhooks_that_the_real_receiver_queues() {
     assert!(run.stdout.contains("sending 29 events"), "{}", run.stdout);
     assert!(run.stdout.ends_with("29 answered 200\n"), "{}", run.stdout);
 
-    let events = queued_events(&redis);
+    let events = queued_events(redis);
     assert_eq!(events.len(), 29);
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for event in &events {
@@ -90,7 +80,7 @@ async fn send_sample_posts_signed_webhooks_that_the_real_receiver_queues() {
         "--projects",
         "1",
         "--url",
-        &url,
+        url,
     ])
     .env("MAILTRAIL_SIGNING_KEYS", "new-key")
     .run()
@@ -106,8 +96,8 @@ async fn send_sample_posts_signed_webhooks_that_the_real_receiver_queues() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn send_sample_reports_refusals_and_fails_when_its_key_is_not_the_receivers() {
-    let redis = TestRedis::new();
-    let url = start_receiver(&redis, "the-receivers-key").await;
+    let receiver = start_receiver("the-receivers-key").await;
+    let (url, redis) = (receiver.receiver_url(), receiver.redis());
     let run = Mailtrail::new(&[
         "send-sample",
         "--backers",
@@ -115,7 +105,7 @@ async fn send_sample_reports_refusals_and_fails_when_its_key_is_not_the_receiver
         "--projects",
         "1",
         "--url",
-        &url,
+        url,
     ])
     .env("MAILTRAIL_SIGNING_KEYS", "some-other-key")
     .run()
