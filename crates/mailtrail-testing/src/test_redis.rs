@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use mailtrail_queue::QueueSettings;
+use mailtrail_core::Envelope;
+use mailtrail_queue::{Queue, QueueSettings, WorkerQueue};
+use serde_json::Value;
 
 use crate::{redis_url, unique_name};
 
@@ -57,6 +59,23 @@ impl TestRedis {
             .arg(-1)
             .query(&mut self.connection())
             .expect("LRANGE")
+    }
+
+    /// The `event-data` of every JSON webhook waiting in the backlog, newest first.
+    ///
+    /// # Panics
+    /// When an envelope in the backlog is not a JSON webhook.
+    pub fn queued_event_data(&self) -> Vec<Value> {
+        self.list("events")
+            .iter()
+            .map(|line| {
+                let envelope = Envelope::from_json(line).expect("a queued envelope");
+                let body = envelope.body_bytes().expect("the envelope's body");
+                let mut webhook: Value =
+                    serde_json::from_slice(&body).expect("a JSON webhook in the backlog");
+                webhook["event-data"].take()
+            })
+            .collect()
     }
 
     /// The counters of a hash under the prefix (`skipped`, ...) by field; empty if it does not
@@ -116,6 +135,17 @@ impl TestRedis {
             prefix: self.prefix.clone(),
             response_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// A client of the queue on this prefix, as the receiver and the CLI hold one.
+    pub fn queue(&self) -> Queue {
+        Queue::connect(&self.queue_settings()).expect("connect to the test queue")
+    }
+
+    /// Worker `id`'s client of the queue on this prefix; a claim waits at most 100 ms.
+    pub fn worker_queue(&self, id: &str) -> WorkerQueue {
+        WorkerQueue::connect(&self.queue_settings(), id, Duration::from_millis(100))
+            .expect("connect to the test queue")
     }
 }
 

@@ -79,13 +79,9 @@ impl Bench {
 /// The `event-data.id` of every queued webhook.
 fn queued_event_ids(redis: &TestRedis) -> Vec<String> {
     redis
-        .list("events")
+        .queued_event_data()
         .iter()
-        .map(|line| {
-            let envelope = Envelope::from_json(line).unwrap();
-            let body: Value = serde_json::from_slice(&envelope.body_bytes().unwrap()).unwrap();
-            body["event-data"]["id"].as_str().unwrap().to_owned()
-        })
+        .map(|data| data["id"].as_str().unwrap().to_owned())
         .collect()
 }
 

@@ -6,23 +6,9 @@ use std::time::Duration;
 
 use crate::support::Mailtrail;
 use mailtrail_core::{Envelope, Source};
-use mailtrail_queue::{
-    DeadEnvelope, DeadLetter, QueueSettings, Settlement, SkippedCount, WorkerQueue, now_ms,
-};
+use mailtrail_queue::{DeadEnvelope, DeadLetter, Settlement, SkippedCount, now_ms};
 use mailtrail_testing::TestRedis;
 use serde_json::{Value, json};
-
-fn settings(redis: &TestRedis) -> QueueSettings {
-    QueueSettings {
-        url: redis.url().to_owned(),
-        prefix: redis.prefix().to_owned(),
-        response_timeout: Duration::from_secs(5),
-    }
-}
-
-async fn worker(redis: &TestRedis, id: &str) -> WorkerQueue {
-    WorkerQueue::connect(&settings(redis), id, Duration::from_millis(100)).unwrap()
-}
 
 /// An envelope the receiver would have queued `age_ms` ago.
 fn envelope(age_ms: i64, body: &str) -> String {
@@ -37,7 +23,7 @@ fn envelope(age_ms: i64, body: &str) -> String {
 
 /// Dead-letters `envelope` the way a worker does: push, claim, settle as dead.
 async fn dead_letter(redis: &TestRedis, worker_id: &str, envelope: &str, reason: &str) {
-    let worker = worker(redis, worker_id).await;
+    let worker = redis.worker_queue(worker_id);
     worker.queue().push_envelope(envelope).await.unwrap();
     let claimed = worker
         .claim_batch(1, Duration::from_millis(100))
@@ -88,7 +74,7 @@ async fn queue_status_reports_backlog_age_in_flight_dead_letters_and_skips() {
         "body is not JSON",
     )
     .await;
-    let worker_a = worker(&redis, "worker-a").await;
+    let worker_a = redis.worker_queue("worker-a");
     let queue = worker_a.queue().clone();
     // worker-a holds one envelope in flight under a live lease.
     assert!(
@@ -335,8 +321,8 @@ async fn dead_replay_by_index_puts_exactly_that_envelope_back_on_the_backlog() {
     assert!(dead[0].contains("newer"));
 
     // The worker takes it next: it is at the consumer end.
-    let claimed = worker(&redis, "w2")
-        .await
+    let claimed = redis
+        .worker_queue("w2")
         .claim_batch(1, Duration::from_millis(100))
         .await
         .unwrap();

@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::support::Mailtrail;
-use mailtrail_core::Envelope;
-use mailtrail_testing::{TestApp, TestRedis};
-use serde_json::Value;
+use mailtrail_testing::TestApp;
 
 /// A receiver on port 0 under the test's Redis prefix that accepts `signing_keys`.
 async fn start_receiver(signing_keys: &str) -> TestApp {
@@ -15,19 +13,6 @@ async fn start_receiver(signing_keys: &str) -> TestApp {
         .signing_keys(signing_keys)
         .build()
         .await
-}
-
-/// The `event-data` of every queued webhook.
-fn queued_events(redis: &TestRedis) -> Vec<Value> {
-    redis
-        .list("events")
-        .iter()
-        .map(|line| {
-            let envelope = Envelope::from_json(line).unwrap();
-            let body: Value = serde_json::from_slice(&envelope.body_bytes().unwrap()).unwrap();
-            body["event-data"].clone()
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -46,7 +31,7 @@ async fn send_sample_posts_signed_webhooks_that_the_real_receiver_queues() {
     assert!(run.stdout.contains("sending 29 events"), "{}", run.stdout);
     assert!(run.stdout.ends_with("29 answered 200\n"), "{}", run.stdout);
 
-    let events = queued_events(redis);
+    let events = redis.queued_event_data();
     assert_eq!(events.len(), 29);
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for event in &events {

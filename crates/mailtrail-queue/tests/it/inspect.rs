@@ -1,21 +1,8 @@
 //! The operator's queue operations against a real Redis: a consistent look at the backlog,
 //! windows over the dead letters from the oldest end, and the purge of old dead letters.
 
-use std::time::Duration;
-
-use mailtrail_queue::{
-    BacklogSnapshot, DeadEntry, DeadLetter, PurgedWindow, Queue, QueueSettings, now_ms,
-};
+use mailtrail_queue::{BacklogSnapshot, DeadEntry, DeadLetter, PurgedWindow, now_ms};
 use mailtrail_testing::TestRedis;
-
-async fn queue(redis: &TestRedis) -> Queue {
-    Queue::connect(&QueueSettings {
-        url: redis.url().to_owned(),
-        prefix: redis.prefix().to_owned(),
-        response_timeout: Duration::from_secs(2),
-    })
-    .unwrap()
-}
 
 /// LPUSHes raw dead entries in order, so the last one given is the newest (index 0).
 fn push_dead(redis: &TestRedis, entries: &[String]) {
@@ -51,7 +38,7 @@ fn envelopes(window: &[DeadEntry]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_backlog_snapshot_names_the_envelope_taken_next() {
     let redis = TestRedis::new();
-    let queue = queue(&redis).await;
+    let queue = redis.queue();
     assert_eq!(
         queue.backlog_snapshot().await.unwrap(),
         BacklogSnapshot {
@@ -74,7 +61,7 @@ async fn the_backlog_snapshot_names_the_envelope_taken_next() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letter_windows_walk_from_the_oldest_end() {
     let redis = TestRedis::new();
-    let queue = queue(&redis).await;
+    let queue = redis.queue();
     let names = ["d0", "d1", "d2", "d3", "d4"];
     push_dead(
         &redis,
@@ -94,7 +81,7 @@ async fn dead_letter_windows_walk_from_the_oldest_end() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purge_window_removes_only_old_readable_entries_within_it() {
     let redis = TestRedis::new();
-    let queue = queue(&redis).await;
+    let queue = redis.queue();
     let now = now_ms();
     let cutoff = now - 1_000;
     push_dead(

@@ -4,22 +4,9 @@
 use std::time::Duration;
 
 use mailtrail_queue::{
-    ClaimedBatch, DeadEnvelope, PushOutcome, Queue, QueueSettings, SettledBy, Settlement,
-    SkippedCount, WorkerQueue,
+    ClaimedBatch, DeadEnvelope, PushOutcome, SettledBy, Settlement, SkippedCount,
 };
 use mailtrail_testing::TestRedis;
-
-fn settings(redis: &TestRedis) -> QueueSettings {
-    QueueSettings {
-        url: redis.url().to_owned(),
-        prefix: redis.prefix().to_owned(),
-        response_timeout: Duration::from_secs(2),
-    }
-}
-
-async fn worker(redis: &TestRedis, id: &str) -> WorkerQueue {
-    WorkerQueue::connect(&settings(redis), id, Duration::from_millis(100)).unwrap()
-}
 
 fn dead_envelope(envelope: &str, reason: &str) -> DeadEnvelope {
     DeadEnvelope {
@@ -46,7 +33,7 @@ fn command(redis: &TestRedis, args: &[&str]) -> redis::Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_is_marked_only_together_with_its_push() {
     let redis = TestRedis::new();
-    let queue = Queue::connect(&settings(&redis)).unwrap();
+    let queue = redis.queue();
     let ttl = Duration::from_secs(60);
     assert_eq!(
         queue.push_webhook("t1", ttl, "a", 2).await.unwrap(),
@@ -75,7 +62,7 @@ async fn a_token_is_marked_only_together_with_its_push() {
 #[tokio::test(flavor = "multi_thread")]
 async fn batches_are_claimed_oldest_first_and_settled_after_the_write() {
     let redis = TestRedis::new();
-    let worker = worker(&redis, "w1").await;
+    let worker = redis.worker_queue("w1");
     for item in ["1", "2", "3", "4", "5"] {
         worker.queue().push_envelope(item).await.unwrap();
     }
@@ -137,7 +124,7 @@ async fn batches_are_claimed_oldest_first_and_settled_after_the_write() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_whole_batch_is_settled_by_position_while_the_next_one_is_claimed() {
     let redis = TestRedis::new();
-    let worker = worker(&redis, "w1").await;
+    let worker = redis.worker_queue("w1");
     for item in ["1", "2", "3", "4", "5", "6"] {
         worker.queue().push_envelope(item).await.unwrap();
     }
@@ -184,7 +171,7 @@ async fn a_whole_batch_is_settled_by_position_while_the_next_one_is_claimed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_no_longer_at_the_tail_is_settled_by_value() {
     let redis = TestRedis::new();
-    let worker = worker(&redis, "w1").await;
+    let worker = redis.worker_queue("w1");
     for item in ["1", "2", "3"] {
         worker.queue().push_envelope(item).await.unwrap();
     }
@@ -237,8 +224,8 @@ async fn a_batch_no_longer_at_the_tail_is_settled_by_value() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_workers_batch_goes_back_in_order_and_a_live_ones_stays() {
     let redis = TestRedis::new();
-    let dead = worker(&redis, "dead").await;
-    let alive = worker(&redis, "alive").await;
+    let dead = redis.worker_queue("dead");
+    let alive = redis.worker_queue("alive");
     for item in ["1", "2", "3", "4"] {
         dead.queue().push_envelope(item).await.unwrap();
     }
@@ -279,13 +266,13 @@ async fn a_dead_workers_batch_goes_back_in_order_and_a_live_ones_stays() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_envelope_that_keeps_killing_workers_is_dead_lettered_as_poison() {
     let redis = TestRedis::new();
-    let queue = Queue::connect(&settings(&redis)).unwrap();
+    let queue = redis.queue();
     queue.push_envelope("poison").await.unwrap();
     queue.push_envelope("innocent").await.unwrap();
     // Four workers in turn claim the poison envelope and die holding it.
     for round in 1..=4 {
         let id = format!("victim-{round}");
-        let worker = worker(&redis, &id).await;
+        let worker = redis.worker_queue(&id);
         assert!(
             worker
                 .queue()
@@ -321,7 +308,7 @@ async fn an_envelope_that_keeps_killing_workers_is_dead_lettered_as_poison() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clean_release_requeues_without_counting_a_crash() {
     let redis = TestRedis::new();
-    let worker = worker(&redis, "w1").await;
+    let worker = redis.worker_queue("w1");
     worker.queue().push_envelope("x").await.unwrap();
     for _ in 0..5 {
         assert!(
@@ -346,7 +333,7 @@ async fn a_clean_release_requeues_without_counting_a_crash() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lease_belongs_to_one_process_at_a_time() {
     let redis = TestRedis::new();
-    let queue = Queue::connect(&settings(&redis)).unwrap();
+    let queue = redis.queue();
     let ttl = Duration::from_millis(300);
     assert!(queue.renew_lease("w", "first", ttl).await.unwrap());
     assert!(queue.renew_lease("w", "first", ttl).await.unwrap());
@@ -361,7 +348,7 @@ async fn a_lease_belongs_to_one_process_at_a_time() {
 #[tokio::test(flavor = "multi_thread")]
 async fn replaying_dead_letters_moves_each_back_once() {
     let redis = TestRedis::new();
-    let worker = worker(&redis, "w1").await;
+    let worker = redis.worker_queue("w1");
     worker.queue().push_envelope("bad").await.unwrap();
     let claimed = worker
         .claim_batch(1, Duration::from_millis(100))
@@ -408,7 +395,7 @@ fn recovery_counters(redis: &TestRedis) -> std::collections::BTreeMap<String, St
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recovery_is_counted_in_one_hash_and_an_expired_count_starts_again() {
     let redis = TestRedis::new();
-    let worker = worker(&redis, "w1").await;
+    let worker = redis.worker_queue("w1");
     let field = recovery_field(&redis, "x");
     // Three recoveries, but the first was longer ago than the window: it no longer counts.
     let long_ago = mailtrail_queue::now_ms()
@@ -443,7 +430,7 @@ async fn a_recovery_is_counted_in_one_hash_and_an_expired_count_starts_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reaper_prunes_recovery_counters_whose_window_is_over() {
     let redis = TestRedis::new();
-    let queue = Queue::connect(&settings(&redis)).unwrap();
+    let queue = redis.queue();
     let now = mailtrail_queue::now_ms();
     let window_ms = i64::try_from(mailtrail_queue::POISON_WINDOW.as_millis()).unwrap();
     let hash = format!("{}recovered", redis.prefix());
@@ -466,7 +453,7 @@ async fn the_reaper_prunes_recovery_counters_whose_window_is_over() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_large_recovery_hash_is_pruned_a_bounded_step_at_a_time() {
     let redis = TestRedis::new();
-    let queue = Queue::connect(&settings(&redis)).unwrap();
+    let queue = redis.queue();
     let hash = format!("{}recovered", redis.prefix());
     let stale = format!("1:{}", mailtrail_queue::now_ms() - 100 * 3_600_000);
     let mut hset = redis::cmd("HSET");

@@ -347,7 +347,7 @@ async fn worker_metrics_count_stored_skipped_and_dead_events() {
 #[tokio::test(flavor = "multi_thread")]
 async fn envelopes_written_by_version_1_are_still_processed() {
     let mut app = TestApp::builder().worker(false).build().await;
-    let queue = mailtrail_queue::Queue::connect(&app.redis().queue_settings()).unwrap();
+    let queue = app.redis().queue();
     let fixture = include_str!("../fixtures/v1-envelopes.jsonl");
     for line in fixture.lines() {
         assert!(line.starts_with(r#"{"v":1,"#), "not a version 1 envelope");
