@@ -4,7 +4,8 @@
 //!   test ends (`DROP DATABASE ... WITH (FORCE)`, so a connection a test left open cannot keep it).
 //! - [`TestRedis`] hands out a unique key prefix on the shared Redis and deletes its keys after.
 //! - [`TestApp`] starts the real receiver (port 0) and worker in the test's process on both, and
-//!   posts signed webhooks to it ([`fresh_token`], [`now_seconds`]).
+//!   posts signed webhooks to it ([`fresh_token`], [`now_seconds`]); [`metric`] reads what their
+//!   `/metrics` answer.
 //!
 //! - [`ChaosProxy`] sits between a process and a server and can cut every connection, so a test
 //!   can take Postgres or Redis "down" without touching the shared servers.
@@ -20,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod app;
 mod chaos;
+mod metrics;
 mod private_redis;
 mod test_database;
 mod test_redis;
@@ -27,6 +29,7 @@ mod webhooks;
 
 pub use app::{TEST_WORKER_ID, TestApp, TestAppBuilder};
 pub use chaos::ChaosProxy;
+pub use metrics::metric;
 pub use private_redis::{PrivateRedis, free_port};
 pub use test_database::TestDatabase;
 pub use test_redis::{Queued, TestRedis};

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use mailtrail_core::SigningKey;
 use mailtrail_core::sample::{signed_form, signed_json};
 use mailtrail_receiver::{Application, ReceiverConfig};
-use mailtrail_testing::{TestApp, TestAppBuilder, fresh_token, now_seconds};
+use mailtrail_testing::{TestApp, TestAppBuilder, fresh_token, metric, now_seconds};
 use serde_json::json;
 
 const KEY: &str = "receiver-test-key";
@@ -215,13 +215,6 @@ async fn after_a_redis_restart_the_receiver_recovers_by_itself() {
     // The event accepted before the restart survived it (AOF), and the one after is there too.
     let queued = receiver.redis().list("events");
     assert_eq!(queued.len(), 2);
-}
-
-/// The value of one sample line of the metrics text, e.g. `name{labels} 3`.
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread")]

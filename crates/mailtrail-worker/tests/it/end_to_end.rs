@@ -7,7 +7,7 @@ use mailtrail_core::SigningKey;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_store::{Source, StatsQuery, StatsScope, status_counts};
-use mailtrail_testing::{TestApp, fresh_token, now_seconds};
+use mailtrail_testing::{TestApp, fresh_token, metric, now_seconds};
 use serde_json::json;
 
 fn sample<'a>(kind: SampleKind, message_id: &'a str, at: f64) -> SampleEvent<'a> {
@@ -312,11 +312,7 @@ async fn worker_metrics_count_stored_skipped_and_dead_events() {
         .text()
         .await
         .unwrap();
-    let value = |sample: &str| -> f64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+    let value = |sample: &str| metric(&text, sample);
     assert_eq!(
         value("mailtrail_worker_events_total{outcome=\"stored\"}"),
         3.0,
