@@ -3,6 +3,7 @@
 //! - [`TestDatabase`] creates a uniquely named Postgres database, migrated, and drops it when the
 //!   test ends (`DROP DATABASE ... WITH (FORCE)`, so a connection a test left open cannot keep it).
 //! - [`TestRedis`] hands out a unique key prefix on the shared Redis and deletes its keys after.
+//! - [`event_at`] and [`worker_row`] make the rows the worker would write, to seed the store.
 //! - [`TestApp`] starts the real receiver (port 0) and worker in the test's process on both, and
 //!   posts signed webhooks to it ([`fresh_token`], [`now_seconds`]); [`metric`] reads what their
 //!   `/metrics` answer.
@@ -23,6 +24,7 @@ mod app;
 mod chaos;
 mod metrics;
 mod private_redis;
+mod seed;
 mod test_database;
 mod test_redis;
 mod webhooks;
@@ -31,6 +33,7 @@ pub use app::{TEST_WORKER_ID, TestApp, TestAppBuilder};
 pub use chaos::ChaosProxy;
 pub use metrics::metric;
 pub use private_redis::{PrivateRedis, free_port};
+pub use seed::{event_at, worker_row};
 pub use test_database::TestDatabase;
 pub use test_redis::{Queued, TestRedis};
 pub use webhooks::{TEST_SIGNING_KEY, fresh_token, now_seconds};

@@ -4,10 +4,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use mailtrail_core::event_key::event_key;
-use mailtrail_core::mailgun::status::mapped;
-use mailtrail_core::{Event, EventKind, EventRow, MessageId, Severity};
-use mailtrail_testing::{TestDatabase, TestRedis};
+use mailtrail_core::{Event, EventKind, EventRow, Severity};
+use mailtrail_testing::{TestDatabase, TestRedis, event_at, worker_row};
 
 /// What one run of the binary printed.
 #[derive(Debug)]
@@ -138,11 +136,8 @@ impl Seed {
         at: i64,
         (backer, project): (i64, i64),
     ) -> Self {
-        let mut event = Event::new(kind, (T0 + at) * 1_000_000);
-        event.message_id = MessageId::parse(message);
-        event.recipient = Some(recipient.to_owned());
         Self {
-            event,
+            event: event_at(kind, message, recipient, T0 + at),
             backer,
             project,
             subject: None,
@@ -177,18 +172,11 @@ impl Seed {
 
     /// The row the worker would write.
     pub fn row(&self) -> EventRow {
-        // Mailgun's mapping decides the event's effect, as the parser does for the worker.
-        let event = mapped(self.event.clone());
-        let message_id = self.event.message_id.clone().unwrap();
-        let recipient = self.event.recipient.clone().unwrap();
-        EventRow::new(
-            event_key(&event),
-            &event,
-            &message_id,
-            &recipient,
+        worker_row(
+            &self.event,
             self.backer,
             self.project,
-            self.subject.clone(),
+            self.subject.as_deref(),
         )
     }
 }

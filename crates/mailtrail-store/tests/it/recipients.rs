@@ -8,21 +8,22 @@ use mailtrail_core::event_key::event_key;
 use mailtrail_core::{EventKind, Severity};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_store::{TimelineFilter, timeline, upsert_events};
-use mailtrail_testing::TestDatabase;
-
-use crate::upsert::{event, row};
+use mailtrail_testing::{TestDatabase, event_at, worker_row};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_spellings_of_one_address_are_one_row_that_shows_the_same_spelling_in_any_order() {
     let database = TestDatabase::create().await;
     let mut connection = database.connect().await;
     for (message, bounced_first) in [("case@x", true), ("case-reversed@x", false)] {
-        let delivered = event(EventKind::Delivered, message, "carol@example.com", 10);
-        let mut bounced = event(EventKind::Failed, message, "Carol@Example.COM", 20);
+        let delivered = event_at(EventKind::Delivered, message, "carol@example.com", 10);
+        let mut bounced = event_at(EventKind::Failed, message, "Carol@Example.COM", 20);
         bounced.severity = Some(Severity::Permanent);
         // The keys hash the address as sent: a redelivery of either is still recognised.
         assert_ne!(event_key(&delivered), event_key(&bounced));
-        let mut batches = [row(&bounced, 1, 2, None), row(&delivered, 1, 2, None)];
+        let mut batches = [
+            worker_row(&bounced, 1, 2, None),
+            worker_row(&delivered, 1, 2, None),
+        ];
         if !bounced_first {
             batches.reverse();
         }

@@ -8,37 +8,35 @@ use mailtrail_store::report::{Percent, StatsReport};
 use mailtrail_store::{
     Source, StatsQuery, StatsScope, connect_pool, stats_report, status_counts, upsert_events,
 };
-use mailtrail_testing::TestDatabase;
-
-use crate::upsert::{event, row};
+use mailtrail_testing::{TestDatabase, event_at, worker_row};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_report_folds_the_status_counts_of_its_scope_into_groups_and_rates() {
     let database = TestDatabase::create().await;
-    let mut bounce = event(EventKind::Failed, "r3@x", "c@example.com", 2);
+    let mut bounce = event_at(EventKind::Failed, "r3@x", "c@example.com", 2);
     bounce.severity = Some(Severity::Permanent);
     let rows = [
-        row(
-            &event(EventKind::Delivered, "r1@x", "a@example.com", 1),
+        worker_row(
+            &event_at(EventKind::Delivered, "r1@x", "a@example.com", 1),
             1,
             10,
             Some("Welcome"),
         ),
-        row(
-            &event(EventKind::Clicked, "r1@x", "a@example.com", 3),
+        worker_row(
+            &event_at(EventKind::Clicked, "r1@x", "a@example.com", 3),
             1,
             10,
             None,
         ),
-        row(
-            &event(EventKind::Delivered, "r2@x", "b@example.com", 1),
+        worker_row(
+            &event_at(EventKind::Delivered, "r2@x", "b@example.com", 1),
             1,
             10,
             Some("Update"),
         ),
-        row(&bounce, 2, 10, Some("Update")),
-        row(
-            &event(EventKind::Accepted, "r4@x", "d@example.com", 1),
+        worker_row(&bounce, 2, 10, Some("Update")),
+        worker_row(
+            &event_at(EventKind::Accepted, "r4@x", "d@example.com", 1),
             2,
             20,
             Some("Welcome"),

@@ -7,12 +7,10 @@ use mailtrail_core::{Event, EventKind, EventRow, MessageId, Severity};
 use mailtrail_store::{
     Source, StatsQuery, StatsScope, StoreConnection, rollups, status_counts, upsert_events,
 };
-use mailtrail_testing::TestDatabase;
+use mailtrail_testing::{TestDatabase, worker_row};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-
-use crate::upsert::row;
 
 /// Midnight UTC of the first day events fall on (2026-11-10).
 const DAY0: i64 = 1_762_732_800;
@@ -82,7 +80,7 @@ fn event_row(case: usize, draw: &Draw) -> EventRow {
     let subject = ["Welcome", "Update", "Reminder"]
         .get(draw.message % 4)
         .copied();
-    row(&event, backer, project, subject)
+    worker_row(&event, backer, project, subject)
 }
 
 /// Every question of case `case`, all time, in three ranges and per day.

@@ -11,38 +11,10 @@ use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_store::{
     Source, StatsQuery, StatsScope, StoreConnection, status_counts, upsert_events,
 };
-use mailtrail_testing::TestDatabase;
+use mailtrail_testing::{TestDatabase, event_at, worker_row};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-
-pub(crate) fn event(kind: EventKind, message: &str, recipient: &str, at_seconds: i64) -> Event {
-    let mut event = Event::new(kind, at_seconds * 1_000_000);
-    event.message_id = MessageId::parse(message);
-    event.recipient = Some(recipient.to_owned());
-    event
-}
-
-pub(crate) fn row(
-    event: &Event,
-    backer_id: i64,
-    project_id: i64,
-    subject: Option<&str>,
-) -> EventRow {
-    // Mailgun's mapping decides the event's effect, as the parser does for the worker.
-    let event = &mapped(event.clone());
-    let message_id = event.message_id.clone().unwrap();
-    let recipient = event.recipient.clone().unwrap();
-    EventRow::new(
-        event_key(event),
-        event,
-        &message_id,
-        &recipient,
-        backer_id,
-        project_id,
-        subject.map(str::to_owned),
-    )
-}
 
 /// The row as stored, in the shape of the reference fold.
 #[derive(Debug, PartialEq, Eq, Queryable)]
@@ -126,20 +98,20 @@ async fn a_batch_written_twice_changes_nothing_the_second_time() {
     let database = TestDatabase::create().await;
     let mut connection = database.connect().await;
     let rows = vec![
-        row(
-            &event(EventKind::Accepted, "m1@x", "a@example.com", 10),
+        worker_row(
+            &event_at(EventKind::Accepted, "m1@x", "a@example.com", 10),
             1,
             2,
             Some("Hi"),
         ),
-        row(
-            &event(EventKind::Delivered, "m1@x", "a@example.com", 20),
+        worker_row(
+            &event_at(EventKind::Delivered, "m1@x", "a@example.com", 20),
             1,
             2,
             Some("Hi"),
         ),
-        row(
-            &event(EventKind::Opened, "m1@x", "a@example.com", 30),
+        worker_row(
+            &event_at(EventKind::Opened, "m1@x", "a@example.com", 30),
             1,
             2,
             None,
@@ -175,8 +147,8 @@ async fn a_batch_written_twice_changes_nothing_the_second_time() {
 async fn duplicates_inside_one_batch_are_counted_once() {
     let database = TestDatabase::create().await;
     let mut connection = database.connect().await;
-    let open = row(
-        &event(EventKind::Opened, "m2@x", "b@example.com", 5),
+    let open = worker_row(
+        &event_at(EventKind::Opened, "m2@x", "b@example.com", 5),
         1,
         2,
         None,
@@ -200,8 +172,8 @@ async fn a_large_batch_fits_in_one_statement() {
     // 5,000 rows × 18 columns would be 90,000 bind parameters as multi-row VALUES.
     let rows: Vec<EventRow> = (0..5_000)
         .map(|i| {
-            row(
-                &event(
+            worker_row(
+                &event_at(
                     EventKind::Delivered,
                     &format!("bulk-{i}@x"),
                     "c@example.com",
@@ -223,33 +195,33 @@ async fn stats_count_messages_by_backer_project_subject_and_overall() {
     let database = TestDatabase::create().await;
     let mut connection = database.connect().await;
     let mut rows = Vec::new();
-    let mut bounce = event(EventKind::Failed, "s3@x", "c@example.com", 2);
+    let mut bounce = event_at(EventKind::Failed, "s3@x", "c@example.com", 2);
     bounce.severity = Some(Severity::Permanent);
     for (backer, project, subject, ev) in [
         (
             1,
             10,
             "Welcome",
-            event(EventKind::Delivered, "s1@x", "a@example.com", 1),
+            event_at(EventKind::Delivered, "s1@x", "a@example.com", 1),
         ),
         (
             1,
             10,
             "Update",
-            event(EventKind::Delivered, "s2@x", "b@example.com", 1),
+            event_at(EventKind::Delivered, "s2@x", "b@example.com", 1),
         ),
         (2, 10, "Update", bounce),
         (
             2,
             20,
             "Welcome",
-            event(EventKind::Accepted, "s4@x", "d@example.com", 1),
+            event_at(EventKind::Accepted, "s4@x", "d@example.com", 1),
         ),
     ] {
-        rows.push(row(&ev, backer, project, Some(subject)));
+        rows.push(worker_row(&ev, backer, project, Some(subject)));
     }
-    rows.push(row(
-        &event(EventKind::Clicked, "s1@x", "a@example.com", 3),
+    rows.push(worker_row(
+        &event_at(EventKind::Clicked, "s1@x", "a@example.com", 3),
         1,
         10,
         None,
@@ -355,7 +327,7 @@ fn arbitrary_event(message: &'static str) -> impl Strategy<Value = Event> {
     let code = prop::option::of(prop_oneof![Just("550"), Just("605"), Just("Ω")]);
     (kind, 0i64..3, severity, reason, code, any::<bool>()).prop_map(
         move |(kind, at, severity, reason, code, bot)| {
-            let mut event = event(kind, message, "r@example.com", at);
+            let mut event = event_at(kind, message, "r@example.com", at);
             event.severity = severity;
             event.reason = reason.map(str::to_owned);
             event.delivery_code = code.map(str::to_owned);
@@ -411,7 +383,7 @@ async fn sql_upsert_matches_the_reference_fold_in_any_order_and_batching() {
         }
         let rows: Vec<EventRow> = delivered
             .iter()
-            .map(|event| row(event, 1, 1, None))
+            .map(|event| worker_row(event, 1, 1, None))
             .collect();
         let cut = split.index(rows.len() + 1);
         upsert_events(&mut connection, &rows[..cut]).await.unwrap();
