@@ -5,8 +5,8 @@
 //! - [`TestRedis`] hands out a unique key prefix on the shared Redis and deletes its keys after.
 //! - [`event_at`] and [`worker_row`] make the rows the worker would write, to seed the store.
 //! - [`TestApp`] starts the real receiver (port 0) and worker in the test's process on both, and
-//!   posts signed webhooks to it ([`fresh_token`], [`now_seconds`]); [`metric`] reads what their
-//!   `/metrics` answer.
+//!   posts signed webhooks to it ([`fresh_token`], [`now_seconds`]); [`scrape`] and [`metric`] read
+//!   what their `/metrics` answer.
 //!
 //! - [`ChaosProxy`] sits between a process and a server and can cut every connection, so a test
 //!   can take Postgres or Redis "down" without touching the shared servers.
@@ -31,7 +31,7 @@ mod webhooks;
 
 pub use app::{TEST_WORKER_ID, TestApp, TestAppBuilder};
 pub use chaos::ChaosProxy;
-pub use metrics::metric;
+pub use metrics::{metric, scrape};
 pub use private_redis::{PrivateRedis, free_port};
 pub use seed::{event_at, worker_row};
 pub use test_database::TestDatabase;

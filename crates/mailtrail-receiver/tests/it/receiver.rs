@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use mailtrail_core::SigningKey;
 use mailtrail_core::sample::{signed_form, signed_json};
 use mailtrail_receiver::{Application, ReceiverConfig};
-use mailtrail_testing::{TestApp, TestAppBuilder, fresh_token, metric, now_seconds};
+use mailtrail_testing::{TestApp, TestAppBuilder, fresh_token, metric, now_seconds, scrape};
 use serde_json::json;
 
 const KEY: &str = "receiver-test-key";
@@ -247,15 +247,7 @@ async fn metrics_count_each_outcome_and_every_webhook_gets_a_request_id() {
         406
     );
 
-    let text = receiver
-        .client()
-        .get(receiver.receiver_metrics_url())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(receiver.receiver_metrics_url()).await;
     let requests = "mailtrail_receiver_requests_total";
     assert_eq!(
         metric(

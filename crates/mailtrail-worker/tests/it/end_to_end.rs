@@ -7,7 +7,7 @@ use mailtrail_core::SigningKey;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_store::{Source, StatsQuery, StatsScope, status_counts};
-use mailtrail_testing::{TestApp, fresh_token, metric, now_seconds};
+use mailtrail_testing::{TestApp, fresh_token, metric, now_seconds, scrape};
 use serde_json::json;
 
 fn sample<'a>(kind: SampleKind, message_id: &'a str, at: f64) -> SampleEvent<'a> {
@@ -303,15 +303,7 @@ async fn worker_metrics_count_stored_skipped_and_dead_events() {
     assert_eq!(app.post("application/json", garbage).await, 200);
     app.drain().await;
 
-    let text = app
-        .client()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
     let value = |sample: &str| metric(&text, sample);
     assert_eq!(
         value("mailtrail_worker_events_total{outcome=\"stored\"}"),
@@ -361,21 +353,8 @@ async fn envelopes_written_by_version_1_are_still_processed() {
     assert_eq!(worker.process_next_batch().await.unwrap(), None);
     worker.release().await.unwrap();
 
-    use sent_emails::dsl as s;
-    let mut connection = app.database().connect().await;
-    let (status, backer, project, subject, opened): (String, i64, i64, Option<String>, i64) =
-        s::sent_emails
-            .filter(s::message_id.eq("v1-fixture@mg.example.com"))
-            .select((
-                s::status,
-                s::backer_id,
-                s::project_id,
-                s::subject,
-                s::opened_count,
-            ))
-            .first(&mut connection)
-            .await
-            .unwrap();
+    let (status, backer, project, subject, opened, ..) =
+        row(&app, "v1-fixture@mg.example.com").await.unwrap();
     assert_eq!(status, "delivered");
     assert_eq!((backer, project, opened), (4242, 77, 1));
     assert_eq!(subject.as_deref(), Some("Written by envelope version 1"));
