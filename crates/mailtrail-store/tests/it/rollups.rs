@@ -12,6 +12,8 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 
+use crate::upsert::{any_kind, any_severity};
+
 /// Midnight UTC of the first day events fall on (2026-11-10).
 const DAY0: i64 = 1_762_732_800;
 
@@ -32,26 +34,11 @@ struct Draw {
 }
 
 fn draw(messages: usize) -> impl Strategy<Value = Draw> {
-    let kind = prop_oneof![
-        Just(EventKind::Accepted),
-        Just(EventKind::Delivered),
-        Just(EventKind::Failed),
-        Just(EventKind::Dropped),
-        Just(EventKind::Opened),
-        Just(EventKind::Clicked),
-        Just(EventKind::Unsubscribed),
-        Just(EventKind::Complained),
-        Just(EventKind::Other("stored".into())),
-    ];
-    let severity = prop_oneof![
-        Just(Some(Severity::Permanent)),
-        Just(Some(Severity::Temporary))
-    ];
     let reason = prop::option::of(prop_oneof![Just("bounce"), Just("suppress-bounce")]);
     (
         0..messages,
-        kind,
-        severity,
+        any_kind(),
+        any_severity(),
         reason,
         any::<bool>(),
         0i64..5 * 86_400,

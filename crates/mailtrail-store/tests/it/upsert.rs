@@ -303,8 +303,9 @@ async fn stats_count_messages_by_backer_project_subject_and_overall() {
     );
 }
 
-fn arbitrary_event(message: &'static str) -> impl Strategy<Value = Event> {
-    let kind = prop_oneof![
+/// Any kind of event, an unknown one (`stored`) too.
+pub(crate) fn any_kind() -> impl Strategy<Value = EventKind> {
+    prop_oneof![
         Just(EventKind::Accepted),
         Just(EventKind::Delivered),
         Just(EventKind::Failed),
@@ -314,27 +315,40 @@ fn arbitrary_event(message: &'static str) -> impl Strategy<Value = Event> {
         Just(EventKind::Unsubscribed),
         Just(EventKind::Complained),
         Just(EventKind::Other("stored".into())),
-    ];
-    let severity = prop_oneof![
+    ]
+}
+
+/// A failure's severity.
+pub(crate) fn any_severity() -> impl Strategy<Value = Option<Severity>> {
+    prop_oneof![
         Just(Some(Severity::Permanent)),
         Just(Some(Severity::Temporary))
-    ];
+    ]
+}
+
+fn arbitrary_event(message: &'static str) -> impl Strategy<Value = Event> {
     let reason = prop::option::of(prop_oneof![
         Just("bounce"),
         Just("suppress-bounce"),
         Just("old")
     ]);
     let code = prop::option::of(prop_oneof![Just("550"), Just("605"), Just("Ω")]);
-    (kind, 0i64..3, severity, reason, code, any::<bool>()).prop_map(
-        move |(kind, at, severity, reason, code, bot)| {
+    (
+        any_kind(),
+        0i64..3,
+        any_severity(),
+        reason,
+        code,
+        any::<bool>(),
+    )
+        .prop_map(move |(kind, at, severity, reason, code, bot)| {
             let mut event = event_at(kind, message, "r@example.com", at);
             event.severity = severity;
             event.reason = reason.map(str::to_owned);
             event.delivery_code = code.map(str::to_owned);
             event.bot = bot;
             mapped(event)
-        },
-    )
+        })
 }
 
 /// Postgres agrees with the reference fold for any events, in any order, split into any batches,
