@@ -64,7 +64,7 @@ async fn statistics_answer_the_known_stories_for_every_scope() {
     assert_eq!(group(&backer, 0)["total"], 3);
 
     // The CLI and the API print one document: compare with `StatsReport` itself.
-    let mut connection = api.database.connect().await;
+    let mut connection = api.database().connect().await;
     let report = mailtrail_store::stats_report(
         &mut connection,
         &mailtrail_store::StatsQuery::new(mailtrail_store::StatsScope::ProjectBySubject(7)),
@@ -152,7 +152,7 @@ async fn messages_page_newest_first_without_repeating_or_skipping_while_rows_arr
             7,
             None,
         );
-        let mut connection = api.database.connect().await;
+        let mut connection = api.database().connect().await;
         mailtrail_store::upsert_events(&mut connection, &[row])
             .await
             .unwrap();

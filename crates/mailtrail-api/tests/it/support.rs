@@ -8,28 +8,21 @@
 //! | a4 | 43 | 7 | Update | accepted, complained (11-22) | complained |
 //! | b1 | 42 | 8 | Other | delivered (11-21) | delivered |
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
 use mailtrail_api::{ApiConfig, Application};
-use mailtrail_core::SigningKey;
-use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_seed};
+use mailtrail_core::sample::{SampleEvent, SampleKind};
 use mailtrail_store::tokens::{TokenScope, create_token, revoke_token};
-use mailtrail_testing::{TestDatabase, TestRedis};
+use mailtrail_testing::{TestApp, TestDatabase, scrape};
 use serde_json::Value;
 
-const SIGNING_KEY: &str = "api-test-signing-key";
 /// 2025-11-20 00:00 UTC.
 const NOV20: f64 = 1_763_596_800.0;
 const DAY: f64 = 86_400.0;
 
-/// The API with its data and a client.
+/// The API with its data, and the receiver and worker that put it in.
 pub struct TestApi {
-    pub database: TestDatabase,
-    _redis: TestRedis,
+    app: TestApp,
     pub base_url: String,
     pub metrics_url: String,
-    client: reqwest::Client,
 }
 
 /// An answer: status, headers of interest, and the JSON body.
@@ -39,80 +32,17 @@ pub struct Answer {
     pub body: Value,
 }
 
-fn fresh_token() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    token_from_seed(&format!(
-        "api-{}-{:?}-{}",
-        std::process::id(),
-        Instant::now(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-fn vars<const N: usize>(pairs: [(&str, &str); N]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.to_string()))
-        .collect()
-}
-
 impl TestApi {
     /// Puts the stories in through the receiver and the worker, then starts the API.
     pub async fn start() -> Self {
-        let database = TestDatabase::create().await;
-        let redis = TestRedis::new();
-        let receiver_env = envy::from_iter(vars([
-            ("REDIS_URL", redis.url()),
-            ("MAILTRAIL_SIGNING_KEYS", SIGNING_KEY),
-            ("MAILTRAIL_BIND", "127.0.0.1:0"),
-            ("MAILTRAIL_REDIS_PREFIX", redis.prefix()),
-            ("MAILTRAIL_HTTP_WORKERS", "1"),
-            ("MAILTRAIL_METRICS_BIND", ""),
-        ]))
-        .unwrap();
-        let receiver = mailtrail_receiver::Application::build(
-            mailtrail_receiver::ReceiverConfig::from_vars(receiver_env).unwrap(),
-        )
-        .await
-        .unwrap();
-        let receiver_url = format!("http://127.0.0.1:{}/webhooks/mailgun", receiver.port());
-        tokio::spawn(receiver.run_until_stopped());
-        let client = reqwest::Client::new();
+        let mut app = TestApp::builder().worker(false).build().await;
         for event_data in stories() {
-            let body = signed_json(
-                &SigningKey::new(SIGNING_KEY),
-                chrono::Utc::now().timestamp(),
-                &fresh_token(),
-                event_data,
-            );
-            let status = client
-                .post(&receiver_url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status();
+            let status = app
+                .post("application/json", app.signed_json(event_data))
+                .await;
             assert_eq!(status, 200, "the receiver refused a story's event");
         }
-
-        let worker_env = envy::from_iter(vars([
-            ("DATABASE_URL", database.url()),
-            ("REDIS_URL", redis.url()),
-            ("MAILTRAIL_REDIS_PREFIX", redis.prefix()),
-            ("MAILTRAIL_WORKER_ID", "api-test-worker"),
-            ("MAILTRAIL_CLAIM_BLOCK_MS", "100"),
-            ("MAILTRAIL_MIGRATE", "false"),
-            ("MAILTRAIL_METRICS_BIND", ""),
-        ]))
-        .unwrap();
-        let (_stop, shutdown) = mailtrail_worker::shutdown::channel();
-        let mut worker = mailtrail_worker::Worker::start(
-            mailtrail_worker::WorkerConfig::from_vars(worker_env).unwrap(),
-            shutdown,
-        )
-        .await
-        .unwrap();
+        let mut worker = app.driven_worker().await;
         while let Some(outcome) = worker.process_next_batch().await.unwrap() {
             assert_eq!(outcome.dead, 0, "{outcome:?}");
         }
@@ -120,13 +50,16 @@ impl TestApi {
 
         let metrics_port = mailtrail_testing::free_port();
         let metrics_bind = format!("127.0.0.1:{metrics_port}");
-        let api_env = envy::from_iter(vars([
-            ("DATABASE_URL", database.url()),
-            ("MAILTRAIL_API_BIND", "127.0.0.1:0"),
-            ("MAILTRAIL_API_METRICS_BIND", &metrics_bind),
-            ("MAILTRAIL_API_POOL_SIZE", "4"),
-            ("MAILTRAIL_HTTP_WORKERS", "2"),
-        ]))
+        let api_env = envy::from_iter(
+            [
+                ("DATABASE_URL", app.database().url()),
+                ("MAILTRAIL_API_BIND", "127.0.0.1:0"),
+                ("MAILTRAIL_API_METRICS_BIND", &metrics_bind),
+                ("MAILTRAIL_API_POOL_SIZE", "4"),
+                ("MAILTRAIL_HTTP_WORKERS", "2"),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.to_owned())),
+        )
         .unwrap();
         let api = Application::build(ApiConfig::from_vars(api_env).unwrap())
             .await
@@ -134,29 +67,32 @@ impl TestApi {
         let base_url = format!("http://127.0.0.1:{}", api.port());
         tokio::spawn(api.run_until_stopped());
         Self {
-            database,
-            _redis: redis,
+            app,
             base_url,
             metrics_url: format!("http://{metrics_bind}/metrics"),
-            client,
         }
+    }
+
+    /// The database the API reads.
+    pub fn database(&self) -> &TestDatabase {
+        self.app.database()
     }
 
     /// A new token with `scope`.
     pub async fn token(&self, name: &str, scope: TokenScope) -> String {
-        let mut connection = self.database.connect().await;
+        let mut connection = self.database().connect().await;
         create_token(&mut connection, name, scope).await.unwrap()
     }
 
     /// Revokes the token named `name`.
     pub async fn revoke(&self, name: &str) {
-        let mut connection = self.database.connect().await;
+        let mut connection = self.database().connect().await;
         assert!(revoke_token(&mut connection, name).await.unwrap());
     }
 
     /// `GET path` with `token` (none when `None`).
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
-        let mut request = self.client.get(format!("{}{path}", self.base_url));
+        let mut request = self.app.client().get(format!("{}{path}", self.base_url));
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -185,14 +121,7 @@ impl TestApi {
 
     /// The metrics text.
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(&self.metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        scrape(&self.metrics_url).await
     }
 }
 
