@@ -1,10 +1,12 @@
 //! The `mailtrail` binary against real Postgres and Redis, in one test binary: the Postgres
-//! commands (statistics over ranges of days too), the queue commands, `send-sample` against the
-//! real receiver, and the README's configuration table held to the code.
+//! commands (statistics over ranges of days too), the queue commands and a purge nobody
+//! confirms, `send-sample` against the real receiver, and the README's configuration table held
+//! to the code.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 mod postgres_commands;
+mod purge_confirmation;
 mod queue_commands;
 mod readme_config;
 mod send_sample;

@@ -1,7 +1,9 @@
 //! mailtrail-queue against a real Redis, one unique key prefix per test, in one test binary: the
-//! scripts (push, claim, settle, requeue, leases) and the operator's inspection.
+//! scripts (push, claim, settle, requeue, leases), their bookkeeping under retries and lapsed
+//! leases, and the operator's inspection.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
+mod bookkeeping;
 mod inspect;
 mod queue;

@@ -2,8 +2,6 @@
 //! sent, only the lease holder settles, a running worker learns of a lapsed lease, and recovery
 //! counts stand only for workers that really died.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::time::Duration;
 
 use mailtrail_queue::{

@@ -2,8 +2,6 @@
 //! to confirm, and a purge that did not happen must not look like one that did. The real binary,
 //! with standard input a pipe, against a unique Redis prefix.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -12,8 +12,6 @@
 //!
 //! The caps on what one body may hold are checked here too.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::time::{Duration, Instant};
 
 use mailtrail_core::SigningKey;
