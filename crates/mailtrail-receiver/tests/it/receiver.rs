@@ -247,7 +247,7 @@ async fn metrics_count_each_outcome_and_every_webhook_gets_a_request_id() {
         406
     );
 
-    let text = scrape(receiver.receiver_metrics_url()).await;
+    let text = scrape(receiver.receiver_metrics_url().unwrap()).await;
     let requests = "mailtrail_receiver_requests_total";
     assert_eq!(
         metric(

@@ -1,85 +1,30 @@
 //! The receiver against hostile or odd requests: the real app on port 0 and a real Redis, posted
 //! to by an HTTP client or by hand over TCP when the fault lives below HTTP.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use mailtrail_core::SigningKey;
-use mailtrail_core::sample::token_from_seed;
-use mailtrail_receiver::{Application, ReceiverConfig};
-use mailtrail_testing::TestRedis;
+use mailtrail_testing::{TestApp, fresh_token, now_seconds};
 use serde_json::json;
 
 const KEY: &str = "untrusted-input-test-key";
 
-/// A receiver on port 0 with its own Redis prefix, and its metrics on another port 0.
-struct Receiver {
-    base_url: String,
-    metrics_url: Option<String>,
-    client: reqwest::Client,
+/// A receiver on port 0 with its own Redis prefix, and its metrics on another port 0; `extra`
+/// replaces a default of the same name.
+async fn start_receiver(extra: &[(&str, &str)]) -> TestApp {
+    let mut receiver = TestApp::builder().receiver_only().signing_keys(KEY);
+    for (name, value) in extra {
+        receiver = receiver.receiver_env(name, value);
+    }
+    receiver.build().await
 }
 
-impl Receiver {
-    async fn start(redis: &TestRedis, extra: &[(&str, &str)]) -> Self {
-        let mut vars = vec![
-            ("REDIS_URL".to_owned(), redis.url().to_owned()),
-            ("MAILTRAIL_SIGNING_KEYS".to_owned(), KEY.to_owned()),
-            ("MAILTRAIL_BIND".to_owned(), "127.0.0.1:0".to_owned()),
-            (
-                "MAILTRAIL_REDIS_PREFIX".to_owned(),
-                redis.prefix().to_owned(),
-            ),
-            ("MAILTRAIL_HTTP_WORKERS".to_owned(), "1".to_owned()),
-            (
-                "MAILTRAIL_METRICS_BIND".to_owned(),
-                "127.0.0.1:0".to_owned(),
-            ),
-        ];
-        // `extra` replaces a default of the same name.
-        vars.retain(|(name, _)| !extra.iter().any(|(replaced, _)| replaced == name));
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = ReceiverConfig::from_vars(envy::from_iter(vars).unwrap()).unwrap();
-        let application = Application::build(config).await.unwrap();
-        let base_url = format!("http://127.0.0.1:{}", application.port());
-        let metrics_url = application
-            .metrics_port()
-            .map(|port| format!("http://127.0.0.1:{port}/metrics"));
-        tokio::spawn(application.run_until_stopped());
-        Self {
-            base_url,
-            metrics_url,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn get(&self, url: &str) -> (u16, String) {
-        let response = self.client.get(url).send().await.unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    }
-
-    async fn post(&self, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-        self.client
-            .post(format!("{}/webhooks/mailgun", self.base_url))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn token(seed: &str) -> String {
-    token_from_seed(&format!("{seed}-{:?}", Instant::now()))
+/// `GET url` with the receiver's client: the status and the text.
+async fn get(receiver: &TestApp, url: &str) -> (u16, String) {
+    let response = receiver.client().get(url).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
 }
 
 fn delivered() -> serde_json::Value {
@@ -103,9 +48,8 @@ fn signed_at(timestamp: &str, token: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signed_timestamps_at_the_ends_of_i64_are_refused_and_never_queued() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(&redis, &[]).await;
-    let now = i128::from(now());
+    let receiver = start_receiver(&[]).await;
+    let now = i128::from(now_seconds());
     let far = 1_i128 << 63;
     for timestamp in [
         // now - 2^63 used to wrap the age to a tiny number and pass the window.
@@ -120,15 +64,15 @@ async fn signed_timestamps_at_the_ends_of_i64_are_refused_and_never_queued() {
         "-99999999999999999999999999".to_owned(),
     ] {
         let response = receiver
-            .post("application/json", signed_at(&timestamp, &token("edge")))
+            .send("application/json", signed_at(&timestamp, &fresh_token()))
             .await;
         assert_eq!(response.status(), 406, "timestamp {timestamp}");
     }
-    assert!(redis.list("events").is_empty());
+    assert!(receiver.redis().list("events").is_empty());
     // The same request signed now is queued: only the timestamp was at fault.
-    let fresh = signed_at(&now.to_string(), &token("fresh"));
-    assert_eq!(receiver.post("application/json", fresh).await.status(), 200);
-    assert_eq!(redis.list("events").len(), 1);
+    let fresh = signed_at(&now.to_string(), &fresh_token());
+    assert_eq!(receiver.send("application/json", fresh).await.status(), 200);
+    assert_eq!(receiver.redis().list("events").len(), 1);
 }
 
 /// Every log line any test of this binary wrote since [`captured_logs`] was first called: the
@@ -165,18 +109,17 @@ impl Write for LogSink {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_200_kb_malformed_body_or_content_type_gives_a_short_log_line() {
     let logs = captured_logs();
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(&redis, &[]).await;
+    let receiver = start_receiver(&[]).await;
     // serde_json quotes a string of the wrong type whole in its error.
     let huge = "A".repeat(200_000);
     let body = serde_json::to_vec(&json!({"signature": huge, "event-data": {}})).unwrap();
-    assert_eq!(receiver.post("application/json", body).await.status(), 406);
+    assert_eq!(receiver.send("application/json", body).await.status(), 406);
     let content_type = format!("text/{}", "B".repeat(6_000));
     assert_eq!(
-        receiver.post(&content_type, b"{}".to_vec()).await.status(),
+        receiver.send(&content_type, b"{}".to_vec()).await.status(),
         406
     );
-    assert!(redis.list("events").is_empty());
+    assert!(receiver.redis().list("events").is_empty());
 
     let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
     let refusals: Vec<&str> = logs
@@ -207,20 +150,17 @@ async fn a_200_kb_malformed_body_or_content_type_gives_a_short_log_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_are_served_on_their_own_port_and_the_webhook_port_answers_404() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(&redis, &[]).await;
-    let queued = signed_at(&now().to_string(), &token("metrics"));
+    let receiver = start_receiver(&[]).await;
+    let queued = signed_at(&now_seconds().to_string(), &fresh_token());
     assert_eq!(
-        receiver.post("application/json", queued).await.status(),
+        receiver.send("application/json", queued).await.status(),
         200
     );
 
-    let (status, _) = receiver
-        .get(&format!("{}/metrics", receiver.base_url))
-        .await;
+    let (status, _) = get(&receiver, &format!("{}/metrics", receiver.receiver_url())).await;
     assert_eq!(status, 404, "the webhook port answers /metrics");
 
-    let (status, text) = receiver.get(receiver.metrics_url.as_ref().unwrap()).await;
+    let (status, text) = get(&receiver, receiver.receiver_metrics_url().unwrap()).await;
     assert_eq!(status, 200);
     assert!(
         text.contains("mailtrail_receiver_requests_total{outcome=\"queued\",status=\"200\"} 1"),
@@ -229,11 +169,10 @@ async fn metrics_are_served_on_their_own_port_and_the_webhook_port_answers_404()
     assert!(text.contains("mailtrail_receiver_backlog 1"), "{text}");
     // The metrics port serves nothing else.
     let webhook_on_metrics_port = receiver
-        .client
+        .client()
         .post(
             receiver
-                .metrics_url
-                .as_ref()
+                .receiver_metrics_url()
                 .unwrap()
                 .replace("/metrics", "/webhooks/mailgun"),
         )
@@ -246,17 +185,16 @@ async fn metrics_are_served_on_their_own_port_and_the_webhook_port_answers_404()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_metrics_bind_serves_no_metrics_and_a_taken_port_does_not_stop_webhooks() {
-    let redis = TestRedis::new();
-    let disabled = Receiver::start(&redis, &[("MAILTRAIL_METRICS_BIND", "")]).await;
-    assert_eq!(disabled.metrics_url, None);
+    let disabled = start_receiver(&[("MAILTRAIL_METRICS_BIND", "")]).await;
+    assert_eq!(disabled.receiver_metrics_url(), None);
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let bind = taken.local_addr().unwrap().to_string();
-    let receiver = Receiver::start(&redis, &[("MAILTRAIL_METRICS_BIND", &bind)]).await;
-    assert_eq!(receiver.metrics_url, None);
-    let queued = signed_at(&now().to_string(), &token("taken"));
+    let receiver = start_receiver(&[("MAILTRAIL_METRICS_BIND", &bind)]).await;
+    assert_eq!(receiver.receiver_metrics_url(), None);
+    let queued = signed_at(&now_seconds().to_string(), &fresh_token());
     assert_eq!(
-        receiver.post("application/json", queued).await.status(),
+        receiver.send("application/json", queued).await.status(),
         200
     );
 }
@@ -319,10 +257,9 @@ async fn trickle_a_body(port: u16) -> Trickled {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_trickled_slower_than_the_body_timeout_is_answered_408_and_closed() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(&redis, &[("MAILTRAIL_BODY_TIMEOUT_MS", "1000")]).await;
+    let receiver = start_receiver(&[("MAILTRAIL_BODY_TIMEOUT_MS", "1000")]).await;
     let port: u16 = receiver
-        .base_url
+        .receiver_url()
         .rsplit(':')
         .next()
         .unwrap()
@@ -354,10 +291,10 @@ async fn a_body_trickled_slower_than_the_body_timeout_is_answered_408_and_closed
             trickled.closed_after
         );
     }
-    assert!(redis.list("events").is_empty());
+    assert!(receiver.redis().list("events").is_empty());
     // A body that arrives in time is still received.
-    let fresh = signed_at(&now().to_string(), &token("after-slow"));
-    assert_eq!(receiver.post("application/json", fresh).await.status(), 200);
+    let fresh = signed_at(&now_seconds().to_string(), &fresh_token());
+    assert_eq!(receiver.send("application/json", fresh).await.status(), 200);
 }
 
 fn gzip(body: &[u8]) -> Vec<u8> {
@@ -372,31 +309,30 @@ fn deflate(body: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-impl Receiver {
-    async fn post_encoded(&self, encoding: &str, body: Vec<u8>) -> reqwest::Response {
-        self.client
-            .post(format!("{}/webhooks/mailgun", self.base_url))
-            .header("content-type", "application/json")
-            .header("content-encoding", encoding)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-    }
+/// Posts a JSON webhook compressed with `encoding`.
+async fn post_encoded(receiver: &TestApp, encoding: &str, body: Vec<u8>) -> reqwest::Response {
+    receiver
+        .client()
+        .post(format!("{}/webhooks/mailgun", receiver.receiver_url()))
+        .header("content-type", "application/json")
+        .header("content-encoding", encoding)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gzipped_or_deflated_webhook_is_decoded_and_queued_as_plain_json() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(&redis, &[]).await;
-    let plain = signed_at(&now().to_string(), &token("gzip"));
-    let response = receiver.post_encoded("gzip", gzip(&plain)).await;
+    let receiver = start_receiver(&[]).await;
+    let plain = signed_at(&now_seconds().to_string(), &fresh_token());
+    let response = post_encoded(&receiver, "gzip", gzip(&plain)).await;
     assert_eq!(response.status(), 200);
-    let plain_too = signed_at(&now().to_string(), &token("deflate"));
-    let response = receiver.post_encoded("Deflate", deflate(&plain_too)).await;
+    let plain_too = signed_at(&now_seconds().to_string(), &fresh_token());
+    let response = post_encoded(&receiver, "Deflate", deflate(&plain_too)).await;
     assert_eq!(response.status(), 200);
 
-    let queued = redis.list("events");
+    let queued = receiver.redis().list("events");
     assert_eq!(queued.len(), 2);
     for (envelope, plain) in queued.iter().rev().zip([&plain, &plain_too]) {
         let envelope = mailtrail_core::Envelope::from_json(envelope).unwrap();
@@ -413,22 +349,24 @@ async fn a_gzipped_or_deflated_webhook_is_decoded_and_queued_as_plain_json() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn other_encodings_get_a_retryable_415_and_bombs_and_corrupt_streams_are_refused() {
-    let redis = TestRedis::new();
-    let receiver = Receiver::start(&redis, &[("MAILTRAIL_BODY_LIMIT_BYTES", "65536")]).await;
-    let plain = signed_at(&now().to_string(), &token("encodings"));
+    let receiver = start_receiver(&[("MAILTRAIL_BODY_LIMIT_BYTES", "65536")]).await;
+    let plain = signed_at(&now_seconds().to_string(), &fresh_token());
     for encoding in ["br", "zstd", "compress", "x-gzip, br", "gzip, gzip"] {
-        let response = receiver.post_encoded(encoding, plain.clone()).await;
+        let response = post_encoded(&receiver, encoding, plain.clone()).await;
         assert_eq!(response.status(), 415, "{encoding}");
     }
     // The limit holds for the decoded body: 10 MB of zeros compress to about 10 KB.
     let bomb = gzip(&vec![0_u8; 10_000_000]);
     assert!(bomb.len() < 65_536);
-    assert_eq!(receiver.post_encoded("gzip", bomb).await.status(), 413);
+    assert_eq!(post_encoded(&receiver, "gzip", bomb).await.status(), 413);
     let mut corrupt = gzip(&plain);
     corrupt.truncate(corrupt.len() / 2);
     corrupt.extend_from_slice(b"not deflate at all");
-    assert_eq!(receiver.post_encoded("gzip", corrupt).await.status(), 400);
+    assert_eq!(post_encoded(&receiver, "gzip", corrupt).await.status(), 400);
     // identity is no encoding at all.
-    assert_eq!(receiver.post_encoded("identity", plain).await.status(), 200);
-    assert_eq!(redis.list("events").len(), 1);
+    assert_eq!(
+        post_encoded(&receiver, "identity", plain).await.status(),
+        200
+    );
+    assert_eq!(receiver.redis().list("events").len(), 1);
 }

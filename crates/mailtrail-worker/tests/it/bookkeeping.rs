@@ -7,8 +7,6 @@
 //! signed body that names no event (dead-lettered), so a batch handled twice shows as two dead
 //! letters or a skip count of 2.
 
-#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
-
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};

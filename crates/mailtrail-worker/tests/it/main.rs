@@ -1,9 +1,12 @@
 //! mailtrail-worker's integration tests, in one test binary: end to end through the real
-//! receiver, the Mailgun corpus, unknown events, and the fault tests with the real binary.
+//! receiver, the Mailgun corpus, unknown events, event identity and time, and the fault and
+//! bookkeeping tests with the real binary.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
+mod bookkeeping;
 mod corpus;
 mod end_to_end;
+mod event_identity_and_time;
 mod faults;
 mod unknown_events;
