@@ -5,22 +5,9 @@
 use std::time::Duration;
 
 use mailtrail_queue::{
-    ClaimedBatch, DeadEnvelope, Heartbeat, QueueError, QueueSettings, SettledBy, Settlement,
-    SkippedCount, WorkerQueue,
+    ClaimedBatch, DeadEnvelope, Heartbeat, QueueError, SettledBy, Settlement, SkippedCount,
 };
 use mailtrail_testing::TestRedis;
-
-fn settings(redis: &TestRedis) -> QueueSettings {
-    QueueSettings {
-        url: redis.url().to_owned(),
-        prefix: redis.prefix().to_owned(),
-        response_timeout: Duration::from_secs(2),
-    }
-}
-
-fn worker(redis: &TestRedis, id: &str) -> WorkerQueue {
-    WorkerQueue::connect(&settings(redis), id, Duration::from_millis(100)).unwrap()
-}
 
 fn skipped(reason: &str, count: u64) -> SkippedCount {
     SkippedCount {
@@ -57,7 +44,7 @@ fn recovery_counters(redis: &TestRedis) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_settle_sent_twice_dead_letters_and_counts_once() {
     let redis = TestRedis::new();
-    let worker = worker(&redis, "w1");
+    let worker = redis.worker_queue("w1");
     for item in ["good", "no-backer", "garbage"] {
         worker.queue().push_envelope(item).await.unwrap();
     }
@@ -113,7 +100,7 @@ async fn a_settle_sent_twice_dead_letters_and_counts_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_claimed_again_after_a_requeue_is_settled_again() {
     let redis = TestRedis::new();
-    let worker = worker(&redis, "w1");
+    let worker = redis.worker_queue("w1");
     for item in ["a", "b", "c"] {
         worker.queue().push_envelope(item).await.unwrap();
     }
@@ -145,7 +132,7 @@ async fn a_batch_claimed_again_after_a_requeue_is_settled_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_settle_without_the_lease_changes_nothing() {
     let redis = TestRedis::new();
-    let worker = worker(&redis, "w1").with_instance("i1");
+    let worker = redis.worker_queue("w1").with_instance("i1");
     for item in ["good", "no-backer", "garbage"] {
         worker.queue().push_envelope(item).await.unwrap();
     }
@@ -181,7 +168,7 @@ async fn a_settle_without_the_lease_changes_nothing() {
     );
     assert!(worker.settle(&settlement_of(&batch)).await.is_err());
     // Its own lease does.
-    let owner = self::worker(&redis, "w1").with_instance("i2");
+    let owner = redis.worker_queue("w1").with_instance("i2");
     assert_eq!(
         owner.settle(&settlement_of(&batch)).await.unwrap(),
         SettledBy::Position
@@ -191,7 +178,7 @@ async fn a_settle_without_the_lease_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_workers_heartbeat_reports_a_lapsed_lease_instead_of_taking_it() {
     let redis = TestRedis::new();
-    let queue = worker(&redis, "w").queue().clone();
+    let queue = redis.worker_queue("w").queue().clone();
     let ttl = Duration::from_millis(300);
     assert!(queue.renew_lease("w", "mine", ttl).await.unwrap());
     assert_eq!(
@@ -217,7 +204,7 @@ async fn a_running_workers_heartbeat_reports_a_lapsed_lease_instead_of_taking_it
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reaped_worker_that_was_alive_takes_its_recovery_counts_back() {
     let redis = TestRedis::new();
-    let slow = worker(&redis, "slow");
+    let slow = redis.worker_queue("slow");
     for item in ["x", "y"] {
         slow.queue().push_envelope(item).await.unwrap();
     }
@@ -232,7 +219,7 @@ async fn a_reaped_worker_that_was_alive_takes_its_recovery_counts_back() {
         .unwrap();
     // Cut off from Redis for longer than its lease: reaped, and both envelopes counted.
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let reaper = worker(&redis, "reaper");
+    let reaper = redis.worker_queue("reaper");
     let reaped = reaper.queue().reap_dead_workers().await.unwrap();
     assert_eq!(reaped[0].requeued.moved, 2);
     assert_eq!(recovery_counters(&redis), 2);
@@ -255,7 +242,7 @@ async fn a_reaped_worker_that_was_alive_takes_its_recovery_counts_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_under_the_same_id_keeps_the_counts_of_the_reap() {
     let redis = TestRedis::new();
-    let dead = worker(&redis, "w");
+    let dead = redis.worker_queue("w");
     dead.queue().push_envelope("x").await.unwrap();
     assert!(
         dead.queue()
@@ -267,13 +254,13 @@ async fn a_restart_under_the_same_id_keeps_the_counts_of_the_reap() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let reaper = worker(&redis, "reaper");
+    let reaper = redis.worker_queue("reaper");
     reaper.queue().reap_dead_workers().await.unwrap();
     assert_eq!(recovery_counters(&redis), 1);
 
     // A new process with the id starts: the previous one did die. Its start-up recovery forgets
     // the reap's record, so nothing can take those counts back.
-    let restarted = worker(&redis, "w");
+    let restarted = redis.worker_queue("w");
     assert!(
         restarted
             .queue()
@@ -302,7 +289,7 @@ async fn a_restart_under_the_same_id_keeps_the_counts_of_the_reap() {
         .unwrap();
 
     // A worker whose own loop was stuck keeps the counts of its reap the same way.
-    let stuck = worker(&redis, "stuck");
+    let stuck = redis.worker_queue("stuck");
     stuck.queue().push_envelope("z").await.unwrap();
     assert!(
         stuck
