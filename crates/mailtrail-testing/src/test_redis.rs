@@ -51,6 +51,16 @@ impl TestRedis {
             .expect("connect to test Redis")
     }
 
+    /// `LPUSH`es `values` onto a list under the prefix (`events`, `dead`, ...), in order: the last
+    /// one given ends at the head.
+    pub fn lpush(&self, key: &str, values: impl redis::ToRedisArgs) {
+        redis::cmd("LPUSH")
+            .arg(format!("{}{key}", self.prefix))
+            .arg(values)
+            .query::<i64>(&mut self.connection())
+            .expect("LPUSH");
+    }
+
     /// The value of a key under the prefix (`events`, `dead`, ...) as a list.
     pub fn list(&self, key: &str) -> Vec<String> {
         redis::cmd("LRANGE")

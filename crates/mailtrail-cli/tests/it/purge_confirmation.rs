@@ -2,59 +2,24 @@
 //! to confirm, and a purge that did not happen must not look like one that did. The real binary,
 //! with standard input a pipe, against a unique Redis prefix.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use mailtrail_queue::{DeadLetter, now_ms};
 use mailtrail_testing::TestRedis;
 
-/// What one run printed and how it exited.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
+use crate::support::{DAY, Mailtrail, Run, old_dead_letter};
 
 /// `mailtrail dead purge --older-than 12h [extra]` with `stdin` piped in (closed when `None`).
 fn purge(redis: &TestRedis, extra: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailtrail"))
-        .args(["dead", "purge", "--older-than", "12h"])
-        .args(extra)
-        .env_clear()
-        .env("REDIS_URL", redis.url())
-        .env("MAILTRAIL_REDIS_PREFIX", redis.prefix())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
+    let mut args = vec!["dead", "purge", "--older-than", "12h"];
+    args.extend_from_slice(extra);
+    let mut mailtrail = Mailtrail::new(&args).redis(redis);
     if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
+        mailtrail = mailtrail.stdin(text);
     }
-    drop(input);
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
+    mailtrail.run_blocking()
 }
 
 /// A dead letter from two days ago, old enough for `--older-than 12h`.
 fn seed_old_dead_letter(redis: &TestRedis) {
-    let entry = serde_json::to_string(&DeadLetter {
-        reason: "unreadable body".to_owned(),
-        dead_at_ms: now_ms() - 2 * 86_400_000,
-        worker: "old-worker".to_owned(),
-        envelope: "{}".to_owned(),
-    })
-    .unwrap();
-    let _: i64 = redis::cmd("LPUSH")
-        .arg(format!("{}dead", redis.prefix()))
-        .arg(entry)
-        .query(&mut redis.connection())
-        .unwrap();
+    redis.lpush("dead", old_dead_letter(2 * DAY, "{}"));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::Mailtrail;
+use crate::support::{DAY, Mailtrail, old_dead_letter};
 use mailtrail_core::{Envelope, Source};
 use mailtrail_queue::{DeadEnvelope, DeadLetter, Settlement, SkippedCount, now_ms};
 use mailtrail_testing::TestRedis;
@@ -43,26 +43,6 @@ async fn dead_letter(redis: &TestRedis, worker_id: &str, envelope: &str, reason:
 }
 
 /// Writes a dead entry directly, for ages a test cannot wait for.
-fn push_dead_entry(redis: &TestRedis, entry: &str) {
-    let _: i64 = redis::cmd("LPUSH")
-        .arg(format!("{}dead", redis.prefix()))
-        .arg(entry)
-        .query(&mut redis.connection())
-        .unwrap();
-}
-
-fn old_dead_letter(age: Duration, envelope: &str) -> String {
-    serde_json::to_string(&DeadLetter {
-        reason: "unreadable body".to_owned(),
-        dead_at_ms: now_ms() - i64::try_from(age.as_millis()).unwrap(),
-        worker: "old-worker".to_owned(),
-        envelope: envelope.to_owned(),
-    })
-    .unwrap()
-}
-
-const DAY: Duration = Duration::from_secs(86_400);
-
 #[tokio::test(flavor = "multi_thread")]
 async fn queue_status_reports_backlog_age_in_flight_dead_letters_and_skips() {
     let redis = TestRedis::new();
@@ -387,10 +367,10 @@ async fn dead_replay_all_crosses_chunks_and_leaves_unreadable_entries_in_place()
     let mut expected = Vec::new();
     for i in 0..1_200 {
         if i % 100 == 0 {
-            push_dead_entry(&redis, &format!("garbage {i}"));
+            redis.lpush("dead", format!("garbage {i}"));
         } else {
             let envelope = envelope(0, &format!("e{i}"));
-            push_dead_entry(&redis, &old_dead_letter(DAY, &envelope));
+            redis.lpush("dead", old_dead_letter(DAY, &envelope));
             expected.push(envelope);
         }
     }
@@ -424,10 +404,10 @@ async fn dead_replay_all_crosses_chunks_and_leaves_unreadable_entries_in_place()
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_purge_with_yes_removes_only_entries_older_than_the_threshold() {
     let redis = TestRedis::new();
-    push_dead_entry(&redis, &old_dead_letter(10 * DAY, "ten days"));
-    push_dead_entry(&redis, "garbage: no age, never purged");
-    push_dead_entry(&redis, &old_dead_letter(8 * DAY, "eight days"));
-    push_dead_entry(&redis, &old_dead_letter(6 * DAY, "six days"));
+    redis.lpush("dead", old_dead_letter(10 * DAY, "ten days"));
+    redis.lpush("dead", "garbage: no age, never purged");
+    redis.lpush("dead", old_dead_letter(8 * DAY, "eight days"));
+    redis.lpush("dead", old_dead_letter(6 * DAY, "six days"));
     dead_letter(&redis, "w", &envelope(0, "just now"), "bad").await;
 
     let run = Mailtrail::new(&["dead", "purge", "--older-than", "7d", "--yes"])
@@ -462,7 +442,7 @@ async fn dead_purge_with_yes_removes_only_entries_older_than_the_threshold() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_purge_asks_first_and_only_yes_purges() {
     let redis = TestRedis::new();
-    push_dead_entry(&redis, &old_dead_letter(2 * DAY, "old"));
+    redis.lpush("dead", old_dead_letter(2 * DAY, "old"));
 
     let declined = Mailtrail::new(&["dead", "purge", "--older-than", "12h"])
         .redis(&redis)
@@ -513,7 +493,7 @@ async fn dead_purge_crosses_chunks_and_keeps_every_younger_entry() {
         } else {
             Duration::from_secs(60)
         };
-        push_dead_entry(&redis, &old_dead_letter(age, &format!("e{i}")));
+        redis.lpush("dead", old_dead_letter(age, &format!("e{i}")));
     }
     let run = Mailtrail::new(&["dead", "purge", "--older-than", "1d", "--yes"])
         .redis(&redis)

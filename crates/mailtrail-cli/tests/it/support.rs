@@ -3,8 +3,10 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use mailtrail_core::{Event, EventKind, EventRow, Severity};
+use mailtrail_queue::{DeadLetter, now_ms};
 use mailtrail_testing::{TestDatabase, TestRedis, event_at, worker_row};
 
 /// What one run of the binary printed.
@@ -87,15 +89,13 @@ impl Mailtrail {
             .unwrap()
     }
 
-    fn run_blocking(self) -> Run {
+    /// Runs the binary, blocking, and collects its output. Standard input is a pipe (closed
+    /// after the text given to [`Mailtrail::stdin`]), never a terminal.
+    pub fn run_blocking(self) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mailtrail"));
         command
             .args(&self.args)
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("MAILTRAIL_REDIS_PREFIX")
-            .env_remove("MAILTRAIL_SIGNING_KEYS")
-            .env_remove("MAILTRAIL_RECEIVER_URL")
+            .env_clear()
             .envs(self.env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -113,6 +113,20 @@ impl Mailtrail {
             stderr: String::from_utf8(output.stderr).unwrap(),
         }
     }
+}
+
+/// A day, the unit of dead letters' ages.
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// A dead letter as a worker writes it, dead for `age` already.
+pub fn old_dead_letter(age: Duration, envelope: &str) -> String {
+    serde_json::to_string(&DeadLetter {
+        reason: "unreadable body".to_owned(),
+        dead_at_ms: now_ms() - i64::try_from(age.as_millis()).unwrap(),
+        worker: "old-worker".to_owned(),
+        envelope: envelope.to_owned(),
+    })
+    .unwrap()
 }
 
 /// Seconds since the epoch of the seeded events: fixed, so snapshots are stable.

@@ -4,17 +4,6 @@
 use mailtrail_queue::{BacklogSnapshot, DeadEntry, DeadLetter, PurgedWindow, now_ms};
 use mailtrail_testing::TestRedis;
 
-/// LPUSHes raw dead entries in order, so the last one given is the newest (index 0).
-fn push_dead(redis: &TestRedis, entries: &[String]) {
-    for entry in entries {
-        let _: i64 = redis::cmd("LPUSH")
-            .arg(format!("{}dead", redis.prefix()))
-            .arg(entry)
-            .query(&mut redis.connection())
-            .unwrap();
-    }
-}
-
 fn letter(name: &str, dead_at_ms: i64) -> String {
     serde_json::to_string(&DeadLetter {
         reason: "bad".to_owned(),
@@ -63,9 +52,9 @@ async fn dead_letter_windows_walk_from_the_oldest_end() {
     let redis = TestRedis::new();
     let queue = redis.queue();
     let names = ["d0", "d1", "d2", "d3", "d4"];
-    push_dead(
-        &redis,
-        &names.iter().map(|name| letter(name, 1)).collect::<Vec<_>>(),
+    redis.lpush(
+        "dead",
+        names.iter().map(|name| letter(name, 1)).collect::<Vec<_>>(),
     );
     // Newest first within a window, like LRANGE; the window ends `skip` entries before the tail.
     let oldest = queue.dead_letters_from_tail(0, 2).await.unwrap();
@@ -84,8 +73,8 @@ async fn a_purge_window_removes_only_old_readable_entries_within_it() {
     let queue = redis.queue();
     let now = now_ms();
     let cutoff = now - 1_000;
-    push_dead(
-        &redis,
+    redis.lpush(
+        "dead",
         &[
             letter("old-outside-window", now - 10_000),
             letter("old-a", now - 5_000),

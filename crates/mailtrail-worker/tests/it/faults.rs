@@ -50,13 +50,8 @@ fn envelopes(run: &str, messages: usize) -> Vec<String> {
 }
 
 fn push_all(redis: &TestRedis, envelopes: &[String]) {
-    let mut connection = redis.connection();
     for chunk in envelopes.chunks(1000) {
-        redis::cmd("LPUSH")
-            .arg(format!("{}events", redis.prefix()))
-            .arg(chunk)
-            .query::<i64>(&mut connection)
-            .unwrap();
+        redis.lpush("events", chunk);
     }
 }
 
