@@ -4,17 +4,10 @@
 
 use std::time::Duration;
 
-use mailtrail_queue::{
-    ClaimedBatch, DeadEnvelope, Heartbeat, QueueError, SettledBy, Settlement, SkippedCount,
-};
+use mailtrail_queue::{ClaimedBatch, DeadEnvelope, Heartbeat, QueueError, SettledBy, Settlement};
 use mailtrail_testing::TestRedis;
 
-fn skipped(reason: &str, count: u64) -> SkippedCount {
-    SkippedCount {
-        reason: reason.to_owned(),
-        count,
-    }
-}
+use crate::queue::skipped;
 
 /// What a worker settles for a batch of (good, without backer_id, garbage).
 fn settlement_of(batch: &[String]) -> Settlement {

@@ -15,7 +15,7 @@ fn dead_envelope(envelope: &str, reason: &str) -> DeadEnvelope {
     }
 }
 
-fn skipped(reason: &str, count: u64) -> SkippedCount {
+pub(crate) fn skipped(reason: &str, count: u64) -> SkippedCount {
     SkippedCount {
         reason: reason.to_owned(),
         count,
