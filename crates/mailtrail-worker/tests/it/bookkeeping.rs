@@ -7,8 +7,6 @@
 //! signed body that names no event (dead-lettered), so a batch handled twice shows as two dead
 //! letters or a skip count of 2.
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -16,7 +14,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_seed};
 use mailtrail_core::{Envelope, SigningKey, Source};
 use mailtrail_store::schema::email_events;
-use mailtrail_testing::{PrivateRedis, TestDatabase, TestRedis, unique_name};
+use mailtrail_testing::{PrivateRedis, TestDatabase, TestRedis};
+
+use crate::worker_process::WorkerProcess;
 
 /// `good` stored events, one skipped event and one unreadable body, as envelopes to LPUSH.
 fn mixed_batch(run: &str, good: usize) -> Vec<String> {
@@ -148,69 +148,6 @@ impl Look {
     }
 }
 
-/// A worker process with its log in a file.
-struct WorkerProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl WorkerProcess {
-    fn start(
-        database_url: &str,
-        redis_url: &str,
-        prefix: &str,
-        id: &str,
-        env: &[(&str, &str)],
-    ) -> Self {
-        // Logs go to stdout, panics to stderr: both into one file.
-        let log = std::env::temp_dir().join(format!("{}.log", unique_name(id)));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mailtrail-worker"))
-            .env("DATABASE_URL", database_url)
-            .env("REDIS_URL", redis_url)
-            .env("MAILTRAIL_REDIS_PREFIX", prefix)
-            .env("MAILTRAIL_WORKER_ID", id)
-            .env("MAILTRAIL_BATCH_SIZE", "200")
-            .env("MAILTRAIL_CLAIM_BLOCK_MS", "100")
-            .env("MAILTRAIL_MIGRATE", "false")
-            .env("MAILTRAIL_METRICS_BIND", "")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Self { child, log }
-    }
-
-    fn signal(&self, signal: &str) {
-        let sent = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-
-    /// SIGTERM, then the exit status and the log.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        self.signal("-TERM");
-        let status = self.child.wait().unwrap();
-        (status, self.log_text())
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
 /// Holds `LOCK TABLE sent_emails IN ACCESS EXCLUSIVE MODE` in a transaction of its own, so every
 /// write of the worker waits, until released.
 struct TableLock {
@@ -259,14 +196,13 @@ fn wait_for_lease(look: &mut Look, worker: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_settle_retried_after_a_redis_stall_dead_letters_and_counts_once() {
     let database = TestDatabase::create().await;
-    let redis = PrivateRedis::start();
-    let prefix = "mailtrail:";
-    let mut look = Look::new(&redis.url(), prefix);
+    let server = PrivateRedis::start();
+    let redis = TestRedis::on(&server.url());
+    let mut look = Look::new(redis.url(), redis.prefix());
     // A long lease: nothing but the settle talks to Redis while it is paused.
     let worker = WorkerProcess::start(
         database.url(),
-        &redis.url(),
-        prefix,
+        &redis,
         "w1",
         &[
             ("MAILTRAIL_REDIS_TIMEOUT_MS", "500"),
@@ -287,12 +223,12 @@ async fn a_settle_retried_after_a_redis_stall_dead_letters_and_counts_once() {
         look.len("processing:w1") == 5
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    redis.pause();
+    server.pause();
     lock.release().await;
     // The write commits; the settle goes to a Redis that does not answer, times out after
     // 500 ms, and is sent again and again. When Redis goes on, it runs every one of them.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    redis.resume();
+    server.resume();
 
     look.wait_drained(Duration::from_secs(30));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -321,23 +257,11 @@ async fn a_statement_held_by_a_lock_for_longer_than_the_lease_does_not_get_a_liv
     // idle, runs its reaper every 3 s meanwhile.
     let lock = TableLock::take(database.url()).await;
     look.push(&mixed_batch("lock", 20));
-    let w1 = WorkerProcess::start(
-        database.url(),
-        redis.url(),
-        redis.prefix(),
-        "w1",
-        &short_lease,
-    );
+    let w1 = WorkerProcess::start(database.url(), &redis, "w1", &short_lease);
     look.wait_until("w1 claimed the batch", Duration::from_secs(30), |look| {
         look.len("processing:w1") == 22
     });
-    let w2 = WorkerProcess::start(
-        database.url(),
-        redis.url(),
-        redis.prefix(),
-        "w2",
-        &short_lease,
-    );
+    let w2 = WorkerProcess::start(database.url(), &redis, "w2", &short_lease);
     wait_for_lease(&mut look, "w2");
     tokio::time::sleep(Duration::from_secs(12)).await;
     lock.release().await;
@@ -368,23 +292,11 @@ async fn a_worker_frozen_past_its_lease_is_reaped_but_its_envelopes_are_not_coun
     // w1 claims the whole batch; its write waits on the lock.
     let lock = TableLock::take(database.url()).await;
     look.push(&mixed_batch("frozen", 10));
-    let w1 = WorkerProcess::start(
-        database.url(),
-        redis.url(),
-        redis.prefix(),
-        "w1",
-        &short_lease,
-    );
+    let w1 = WorkerProcess::start(database.url(), &redis, "w1", &short_lease);
     look.wait_until("w1 claimed the batch", Duration::from_secs(30), |look| {
         look.len("processing:w1") == 12
     });
-    let w2 = WorkerProcess::start(
-        database.url(),
-        redis.url(),
-        redis.prefix(),
-        "w2",
-        &short_lease,
-    );
+    let w2 = WorkerProcess::start(database.url(), &redis, "w2", &short_lease);
     wait_for_lease(&mut look, "w2");
     // Frozen while its write waits: its heartbeat stops with it, its lease runs out, and w2's
     // reaper hands the batch over, counting a recovery for each envelope.

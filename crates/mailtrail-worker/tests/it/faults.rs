@@ -2,7 +2,6 @@
 //! any moment, several workers with one killed, Postgres cut off, Redis restarted. After each,
 //! every event is in Postgres exactly once.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::dsl::sql;
@@ -13,6 +12,11 @@ use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_se
 use mailtrail_core::{Envelope, SigningKey, Source};
 use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_testing::{ChaosProxy, PrivateRedis, TestDatabase, TestRedis};
+
+use crate::worker_process::WorkerProcess;
+
+/// A lease short enough for a dead worker's batch to be reaped within seconds.
+const SHORT_LEASE: [(&str, &str); 1] = [("MAILTRAIL_LEASE_TTL_SECS", "3")];
 
 /// How long the workers get to empty the queue once the fault is over.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -52,53 +56,6 @@ fn envelopes(run: &str, messages: usize) -> Vec<String> {
 fn push_all(redis: &TestRedis, envelopes: &[String]) {
     for chunk in envelopes.chunks(1000) {
         redis.lpush("events", chunk);
-    }
-}
-
-struct WorkerProcess {
-    child: Child,
-}
-
-impl WorkerProcess {
-    fn start(database_url: &str, redis: &TestRedis, id: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_mailtrail-worker"))
-            .env("DATABASE_URL", database_url)
-            .env("REDIS_URL", redis.url())
-            .env("MAILTRAIL_REDIS_PREFIX", redis.prefix())
-            .env("MAILTRAIL_WORKER_ID", id)
-            .env("MAILTRAIL_BATCH_SIZE", "200")
-            .env("MAILTRAIL_CLAIM_BLOCK_MS", "100")
-            .env("MAILTRAIL_LEASE_TTL_SECS", "3")
-            .env("MAILTRAIL_MIGRATE", "false")
-            .env("MAILTRAIL_METRICS_BIND", "")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self { child }
-    }
-
-    /// SIGKILL: no chance to finish anything.
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -156,7 +113,7 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice() 
 
     // Kill it twice at different points, then let a third run finish.
     for progress in [1, messages as i64] {
-        let worker = WorkerProcess::start(database.url(), &redis, "w1");
+        let worker = WorkerProcess::start(database.url(), &redis, "w1", &SHORT_LEASE);
         wait_for_events(&database, progress).await;
         worker.kill_9();
     }
@@ -164,11 +121,11 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice() 
         stored_events(&database).await < 2 * messages as i64,
         "killed too late to mean anything"
     );
-    let worker = WorkerProcess::start(database.url(), &redis, "w1");
+    let worker = WorkerProcess::start(database.url(), &redis, "w1", &SHORT_LEASE);
     redis.wait_drained(DRAIN_TIMEOUT).await;
     assert_exactly_once(&database, messages as i64).await;
     assert!(
-        worker.terminate().success(),
+        worker.terminate().0.success(),
         "SIGTERM must end the worker with status 0"
     );
     assert!(redis.list("dead").is_empty());
@@ -181,9 +138,9 @@ async fn three_workers_share_a_backlog_and_a_killed_ones_batch_is_reaped() {
     let messages = 4_000;
     push_all(&redis, &envelopes("three", messages));
 
-    let w1 = WorkerProcess::start(database.url(), &redis, "w1");
-    let w2 = WorkerProcess::start(database.url(), &redis, "w2");
-    let w3 = WorkerProcess::start(database.url(), &redis, "w3");
+    let w1 = WorkerProcess::start(database.url(), &redis, "w1", &SHORT_LEASE);
+    let w2 = WorkerProcess::start(database.url(), &redis, "w2", &SHORT_LEASE);
+    let w3 = WorkerProcess::start(database.url(), &redis, "w3", &SHORT_LEASE);
     wait_for_events(&database, 400).await;
     w2.kill_9();
     // w2 is never restarted: only the others' reapers can recover what it held, once its
@@ -191,8 +148,8 @@ async fn three_workers_share_a_backlog_and_a_killed_ones_batch_is_reaped() {
     redis.wait_drained(DRAIN_TIMEOUT).await;
     assert_exactly_once(&database, messages as i64).await;
     assert!(redis.list("dead").is_empty());
-    assert!(w1.terminate().success());
-    assert!(w3.terminate().success());
+    assert!(w1.terminate().0.success());
+    assert!(w3.terminate().0.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -211,7 +168,7 @@ async fn a_postgres_outage_is_waited_out_and_nothing_is_lost() {
         database.url(),
         "the test database must be on 127.0.0.1:5432"
     );
-    let worker = WorkerProcess::start(&proxied_url, &redis, "w1");
+    let worker = WorkerProcess::start(&proxied_url, &redis, "w1", &SHORT_LEASE);
     wait_for_events(&database, 1).await;
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -233,7 +190,7 @@ async fn a_postgres_outage_is_waited_out_and_nothing_is_lost() {
         redis.list("dead").is_empty(),
         "an outage must not dead-letter good events"
     );
-    assert!(worker.terminate().success());
+    assert!(worker.terminate().0.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -244,21 +201,21 @@ async fn the_worker_reconnects_after_a_redis_restart() {
     let messages = 3_000;
     push_all(&redis, &envelopes("redis", messages));
 
-    let worker = WorkerProcess::start(database.url(), &redis, "w1");
+    let worker = WorkerProcess::start(database.url(), &redis, "w1", &SHORT_LEASE);
     wait_for_events(&database, 1).await;
     server.stop();
     tokio::time::sleep(Duration::from_secs(1)).await;
     server.restart();
     redis.wait_drained(DRAIN_TIMEOUT).await;
     assert_exactly_once(&database, messages as i64).await;
-    assert!(worker.terminate().success());
+    assert!(worker.terminate().0.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_process_with_a_live_workers_id_is_refused() {
     let database = TestDatabase::create().await;
     let redis = TestRedis::new();
-    let first = WorkerProcess::start(database.url(), &redis, "same-id");
+    let first = WorkerProcess::start(database.url(), &redis, "same-id", &SHORT_LEASE);
     // Start the second only once the first holds the lease.
     let deadline = Instant::now() + Duration::from_secs(20);
     while redis::cmd("EXISTS")
@@ -273,15 +230,15 @@ async fn a_second_process_with_a_live_workers_id_is_refused() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut second = WorkerProcess::start(database.url(), &redis, "same-id");
+    let mut second = WorkerProcess::start(database.url(), &redis, "same-id", &SHORT_LEASE);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = second.child.try_wait().unwrap() {
+        if let Some(status) = second.try_wait() {
             break status;
         }
         assert!(Instant::now() < deadline, "the second worker kept running");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(!status.success());
-    assert!(first.terminate().success());
+    assert!(first.terminate().0.success());
 }

@@ -10,3 +10,4 @@ mod end_to_end;
 mod event_identity_and_time;
 mod faults;
 mod unknown_events;
+mod worker_process;
