@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use diesel::QueryDsl;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use mailtrail_store::schema::{email_events, sent_emails};
 
 use crate::{admin_database_url, unique_name};
 
@@ -44,6 +46,24 @@ impl TestDatabase {
         mailtrail_store::connect(&self.url, Duration::from_secs(30))
             .await
             .expect("connect to test database")
+    }
+
+    /// How many events `email_events` holds.
+    pub async fn stored_events(&self) -> i64 {
+        email_events::table
+            .count()
+            .get_result(&mut self.connect().await)
+            .await
+            .expect("count email_events")
+    }
+
+    /// How many rows `sent_emails` holds.
+    pub async fn stored_rows(&self) -> i64 {
+        sent_emails::table
+            .count()
+            .get_result(&mut self.connect().await)
+            .await
+            .expect("count sent_emails")
     }
 }
 

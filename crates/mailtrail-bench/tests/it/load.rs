@@ -7,13 +7,10 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use clap::Parser;
-use diesel::QueryDsl;
-use diesel_async::RunQueryDsl;
 use mailtrail_bench::{BenchArgs, BenchConfig};
 use mailtrail_core::Envelope;
 use mailtrail_core::mailgun::{WebhookFormat, read_signature};
 use mailtrail_core::{Verdict, triage};
-use mailtrail_store::schema::{email_events, sent_emails};
 use mailtrail_testing::{TestApp, TestDatabase, TestRedis};
 use serde_json::Value;
 
@@ -199,17 +196,8 @@ async fn the_sql_baseline_writes_every_event_with_the_stores_statement() {
         .await;
     assert_eq!(report["count"], 1200, "{report}");
     assert_eq!(report["batch_size"], 500, "{report}");
-    let mut connection = database.connect().await;
-    let events: i64 = email_events::table
-        .count()
-        .get_result(&mut connection)
-        .await
-        .unwrap();
-    let rows: i64 = sent_emails::table
-        .count()
-        .get_result(&mut connection)
-        .await
-        .unwrap();
+    let events = database.stored_events().await;
+    let rows = database.stored_rows().await;
     // Three events (accepted, delivered, opened) per message.
     assert_eq!((events, rows), (1200, 400));
 }

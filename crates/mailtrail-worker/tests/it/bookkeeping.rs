@@ -9,11 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_seed};
 use mailtrail_core::{Envelope, SigningKey, Source};
-use mailtrail_store::schema::email_events;
 use mailtrail_testing::{PrivateRedis, TestDatabase, TestRedis};
 
 use crate::worker_process::WorkerProcess;
@@ -176,15 +174,6 @@ impl TableLock {
     }
 }
 
-async fn stored_events(database: &TestDatabase) -> i64 {
-    let mut connection = database.connect().await;
-    email_events::table
-        .count()
-        .get_result(&mut connection)
-        .await
-        .unwrap()
-}
-
 fn wait_for_lease(look: &mut Look, worker: &str) {
     look.wait_until(
         &format!("{worker} holds its lease"),
@@ -244,7 +233,7 @@ async fn a_settle_retried_after_a_redis_stall_dead_letters_and_counts_once() {
         [("missing_backer_id".to_owned(), 1)],
         "one event without backer_id, counted once"
     );
-    assert_eq!(stored_events(&database).await, 4);
+    assert_eq!(database.stored_events().await, 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -280,7 +269,7 @@ async fn a_statement_held_by_a_lock_for_longer_than_the_lease_does_not_get_a_liv
     assert_eq!(look.len("dead"), 1, "dead-lettered once:\n{log1}\n{log2}");
     assert_eq!(look.skipped(), [("missing_backer_id".to_owned(), 1)]);
     assert_eq!(look.recovery_counters(), 0, "nobody died");
-    assert_eq!(stored_events(&database).await, 20);
+    assert_eq!(database.stored_events().await, 20);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -328,5 +317,5 @@ async fn a_worker_frozen_past_its_lease_is_reaped_but_its_envelopes_are_not_coun
         0,
         "a worker that came back did not die:\n{log1}\n{log2}"
     );
-    assert_eq!(stored_events(&database).await, 10);
+    assert_eq!(database.stored_events().await, 10);
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::SigningKey;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json};
-use mailtrail_store::schema::{email_events, sent_emails};
+use mailtrail_store::schema::sent_emails;
 use mailtrail_store::{Source, StatsQuery, StatsScope, status_counts};
 use mailtrail_testing::{TestApp, fresh_token, metric, now_seconds, scrape};
 use serde_json::json;
@@ -41,15 +41,6 @@ async fn row(app: &TestApp, message_id: &str) -> Option<Row> {
         .first(&mut connection)
         .await
         .optional()
-        .unwrap()
-}
-
-async fn event_count(app: &TestApp) -> i64 {
-    let mut connection = app.database().connect().await;
-    email_events::table
-        .count()
-        .get_result(&mut connection)
-        .await
         .unwrap()
 }
 
@@ -108,7 +99,7 @@ async fn a_duplicate_delivery_with_a_new_token_changes_nothing() {
         assert_eq!(app.post_sample(event).await, 200);
     }
     app.drain().await;
-    assert_eq!(event_count(&app).await, 2);
+    assert_eq!(app.database().stored_events().await, 2);
     let (status, .., opened_count, _, events) = row(&app, "dup@mg.example.com").await.unwrap();
     assert_eq!((status.as_str(), opened_count, events), ("delivered", 1, 2));
     app.stop_worker().await;
@@ -226,7 +217,7 @@ async fn a_garbage_body_after_a_valid_signature_is_dead_lettered_with_a_reason()
         assert_eq!(letter.worker, "worker-1");
         assert!(letter.envelope.contains("content_type"));
     }
-    assert_eq!(event_count(&app).await, 0);
+    assert_eq!(app.database().stored_events().await, 0);
     app.stop_worker().await;
 }
 
@@ -241,7 +232,7 @@ async fn events_queued_while_the_worker_is_down_are_written_when_it_starts() {
     assert_eq!(app.redis().list("events").len(), 50);
     app.start_worker();
     app.drain().await;
-    assert_eq!(event_count(&app).await, 50);
+    assert_eq!(app.database().stored_events().await, 50);
     app.stop_worker().await;
     // A clean stop leaves no lease and no registration behind.
     assert!(app.redis().list("processing:worker-1").is_empty());
@@ -274,7 +265,7 @@ async fn a_batch_with_one_row_postgres_refuses_is_split_and_only_that_row_is_dea
     // All 20 are queued before the worker starts, so they arrive as one batch.
     app.start_worker();
     app.drain().await;
-    assert_eq!(event_count(&app).await, 19);
+    assert_eq!(app.database().stored_events().await, 19);
     let dead = app.redis().list("dead");
     assert_eq!(dead.len(), 1);
     let letter: mailtrail_queue::DeadLetter = serde_json::from_str(&dead[0]).unwrap();

@@ -10,7 +10,7 @@ use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_seed};
 use mailtrail_core::{Envelope, SigningKey, Source};
-use mailtrail_store::schema::{email_events, sent_emails};
+use mailtrail_store::schema::sent_emails;
 use mailtrail_testing::{ChaosProxy, PrivateRedis, TestDatabase, TestRedis};
 
 use crate::worker_process::WorkerProcess;
@@ -59,18 +59,9 @@ fn push_all(redis: &TestRedis, envelopes: &[String]) {
     }
 }
 
-async fn stored_events(database: &TestDatabase) -> i64 {
-    let mut connection = database.connect().await;
-    email_events::table
-        .count()
-        .get_result(&mut connection)
-        .await
-        .unwrap()
-}
-
 async fn wait_for_events(database: &TestDatabase, at_least: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stored_events(database).await < at_least {
+    while database.stored_events().await < at_least {
         assert!(
             Instant::now() < deadline,
             "no progress towards {at_least} events"
@@ -82,7 +73,7 @@ async fn wait_for_events(database: &TestDatabase, at_least: i64) {
 /// Every message is one delivered row with exactly one open and two events.
 async fn assert_exactly_once(database: &TestDatabase, messages: i64) {
     let mut connection = database.connect().await;
-    assert_eq!(stored_events(database).await, 2 * messages);
+    assert_eq!(database.stored_events().await, 2 * messages);
     let (rows, opens, events): (i64, i64, i64) = sent_emails::table
         .select((
             diesel::dsl::count_star(),
@@ -118,7 +109,7 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice() 
         worker.kill_9();
     }
     assert!(
-        stored_events(&database).await < 2 * messages as i64,
+        database.stored_events().await < 2 * messages as i64,
         "killed too late to mean anything"
     );
     let worker = WorkerProcess::start(database.url(), &redis, "w1", &SHORT_LEASE);
@@ -172,14 +163,14 @@ async fn a_postgres_outage_is_waited_out_and_nothing_is_lost() {
     wait_for_events(&database, 1).await;
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let during_outage = stored_events(&database).await;
+    let during_outage = database.stored_events().await;
     assert!(
         during_outage < 2 * messages as i64,
         "the outage came too late to mean anything"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        stored_events(&database).await,
+        database.stored_events().await,
         during_outage,
         "writes went through a cut proxy"
     );
