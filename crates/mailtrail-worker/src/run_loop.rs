@@ -122,6 +122,11 @@ impl Worker {
         let mut redis_backoff = Backoff::new("redis").reporting_to(&self.progress);
         let mut prefetched: Option<TriagedBatch> = None;
         let mut unsettled: Option<WrittenBatch> = None;
+        // A claim that failed may still have moved envelopes into the processing list (Redis ran
+        // it, then the reply was lost: a restart, a timeout). Nobody else would ever requeue them
+        // while this worker lives, so the next time it holds nothing, whatever is in its list is
+        // such an orphan and goes back to the backlog.
+        let mut claim_uncertain = false;
 
         while !self.interrupt.is_requested() {
             self.progress.report();
@@ -145,6 +150,28 @@ impl Worker {
                             }
                         }
                     }
+                    if claim_uncertain {
+                        match self
+                            .queue
+                            .queue()
+                            .requeue_in_flight(&self.config.worker_id, false)
+                            .await
+                        {
+                            Ok(requeued) => {
+                                claim_uncertain = false;
+                                if requeued.moved > 0 {
+                                    tracing::warn!(
+                                        envelopes = requeued.moved,
+                                        "requeued envelopes a failed claim had moved"
+                                    );
+                                }
+                            }
+                            Err(error) => {
+                                redis_backoff.failed(&error, &mut self.interrupt).await;
+                                continue;
+                            }
+                        }
+                    }
                     let claimed = match self
                         .queue
                         .claim_batch(self.config.batch_size, self.config.claim_block)
@@ -152,6 +179,7 @@ impl Worker {
                     {
                         Ok(claimed) => claimed,
                         Err(error) => {
+                            claim_uncertain = true;
                             redis_backoff.failed(&error, &mut self.interrupt).await;
                             continue;
                         }
@@ -190,7 +218,9 @@ impl Worker {
                     }
                 },
             );
+            let (next, prefetch_failed) = next;
             prefetched = next;
+            claim_uncertain |= prefetch_failed;
             if let Settled::LeaseLost = settled {
                 return RoundEnd::LeaseLost(self.lease_loss().await);
             }
@@ -483,29 +513,30 @@ async fn settle(
 }
 
 /// Claims the next batch if one is already waiting, and triages it off the async threads.
-/// `None` when the backlog is empty or Redis failed; the loop then claims the usual way.
+/// `None` when the backlog is empty or Redis failed; the loop then claims the usual way. The
+/// flag says the claim failed, so it may have moved envelopes all the same.
 async fn prefetch(
     queue: &WorkerQueue,
     max: usize,
     metrics: &WorkerMetrics,
-) -> Option<TriagedBatch> {
+) -> (Option<TriagedBatch>, bool) {
     let batch = match queue.claim_waiting(max).await {
         Ok(batch) => batch,
         Err(error) => {
             tracing::debug!(%error, "could not claim the next batch ahead; claiming it later");
-            return None;
+            return (None, true);
         }
     };
     if batch.is_empty() {
-        return None;
+        return (None, false);
     }
     metrics.batch_claimed(batch.len());
     match tokio::task::spawn_blocking(move || TriagedBatch::of(batch)).await {
-        Ok(triaged) => Some(triaged),
+        Ok(triaged) => (Some(triaged), false),
         // A panic while triaging must crash the worker as it would without the prefetch, so
         // the batch is requeued and counted towards poison detection.
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
         // Cancelled: the runtime is shutting down; the batch is requeued at the next start.
-        Err(_) => None,
+        Err(_) => (None, false),
     }
 }
