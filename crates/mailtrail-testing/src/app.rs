@@ -2,11 +2,15 @@
 //! against a fresh database and a unique Redis prefix, the way zero-to-production's tests spawn
 //! their app.
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn story(sample: mailtrail_core::sample::SampleEvent<'_>) {
+//! use mailtrail_testing::TestApp;
+//!
 //! let mut app = TestApp::builder().build().await;
 //! assert_eq!(app.post_sample(&sample).await, 200);
 //! app.drain().await;
 //! let mut connection = app.database().connect().await;
+//! # }
 //! ```
 //!
 //! Both configurations are read from variables, as the binaries read theirs, so a test sets the
