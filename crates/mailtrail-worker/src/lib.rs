@@ -9,7 +9,8 @@
 //! | file | role |
 //! |---|---|
 //! | `worker.rs` | the [`Worker`] struct and its start-up (durability check, lease, migrations, recovery) |
-//! | `run_loop.rs` | the loop, and [`Worker::process_next_batch`] for tests |
+//! | `run_loop.rs` | the loop: overlapped claim, write and settle; the lease's loss and recovery |
+//! | `steps.rs` | one batch's steps (triage, settle, prefetch) and [`Worker::process_next_batch`] for tests |
 //! | `heartbeat.rs` | the lease heartbeat task, and the loop's progress it watches |
 //! | `batch.rs` | one batch: triage, write-with-split, what to settle |
 //! | `backoff.rs` | waiting out a failing Redis or Postgres |
@@ -23,11 +24,12 @@ mod heartbeat;
 pub mod metrics;
 pub mod run_loop;
 pub mod shutdown;
+mod steps;
 pub mod worker;
 
 pub use config::{ConfigError, WorkerConfig};
-pub use run_loop::BatchOutcome;
 pub use shutdown::{Shutdown, StopHandle};
+pub use steps::BatchOutcome;
 pub use worker::Worker;
 
 /// Starts a worker and runs it until the stop is requested (a stop during start-up is not an
