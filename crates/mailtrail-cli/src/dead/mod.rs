@@ -14,6 +14,9 @@
 //! (a script whose stdin is no terminal), is a failure exit with the reason: a purge that did not
 //! happen must not read as one that did.
 
+mod purge;
+mod replay;
+
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
@@ -116,9 +119,11 @@ pub async fn run(
     match command {
         DeadCommand::List { limit } => list(queue, *limit, out).await,
         DeadCommand::Show { index, raw } => show(queue, *index, *raw, out).await,
-        DeadCommand::Replay(args) if args.all => replay_all(queue, args.dry_run, out).await,
-        DeadCommand::Replay(args) => replay_indices(queue, &args.indices, args.dry_run, out).await,
-        DeadCommand::Purge(args) => purge(queue, args, out, input).await,
+        DeadCommand::Replay(args) if args.all => replay::replay_all(queue, args.dry_run, out).await,
+        DeadCommand::Replay(args) => {
+            replay::replay_indices(queue, &args.indices, args.dry_run, out).await
+        }
+        DeadCommand::Purge(args) => purge::purge(queue, args, out, input).await,
     }
 }
 
@@ -287,247 +292,9 @@ fn escape_controls(text: &str) -> String {
     escaped
 }
 
-async fn replay_indices(
-    queue: &Queue,
-    indices: &[u64],
-    dry_run: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let mut indices = indices.to_vec();
-    indices.sort_unstable();
-    indices.dedup();
-    // Read them all before moving any, so a bad index replays nothing.
-    let mut entries = Vec::with_capacity(indices.len());
-    for index in &indices {
-        let replayable = entry_at(queue, *index)
-            .await?
-            .into_replayable()
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "dead letter {index} cannot be replayed: it holds no envelope ({error})"
-                )
-            })?;
-        entries.push((*index, replayable));
-    }
-    for (index, entry) in &entries {
-        let letter = &entry.letter;
-        writeln!(
-            out,
-            "{} {index}: dead at {}, {}",
-            if dry_run { "would replay" } else { "replaying" },
-            format_ms(letter.dead_at_ms),
-            truncate(&clean(&letter.reason), 80)
-        )?;
-    }
-    if dry_run {
-        writeln!(
-            out,
-            "dry run: would replay {} dead letters; nothing changed",
-            entries.len()
-        )?;
-        return Ok(());
-    }
-    let replayable: Vec<_> = entries.into_iter().map(|(_, entry)| entry).collect();
-    let moved = queue
-        .replay_dead(&replayable)
-        .await
-        .context("cannot replay the dead letters")?;
-    writeln!(out, "replayed {moved} dead letters onto the backlog")?;
-    let gone = replayable.len() as u64 - moved;
-    if gone > 0 {
-        writeln!(
-            out,
-            "{gone} were no longer in the dead list (replayed or purged meanwhile)"
-        )?;
-    }
-    Ok(())
-}
-
-/// A progress bar on stderr for long runs; hidden for short ones and when stderr is no terminal.
-fn progress(total: u64, message: &'static str) -> ProgressBar {
-    if total <= CHUNK {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(message);
-    bar
-}
-
-async fn replay_all(queue: &Queue, dry_run: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let total = queue
-        .dead_len()
-        .await
-        .context("cannot read the dead-letter list")?;
-    if total == 0 {
-        writeln!(out, "no dead letters")?;
-        return Ok(());
-    }
-    let bar = progress(total, if dry_run { "reading" } else { "replaying" });
-    let (mut examined, mut kept, mut readable, mut unreadable, mut moved) = (0, 0, 0, 0, 0);
-    while examined < total {
-        let window = queue
-            .dead_letters_from_tail(kept, CHUNK.min(total - examined))
-            .await
-            .context("cannot read the dead-letter list")?;
-        if window.is_empty() {
-            break;
-        }
-        examined += window.len() as u64;
-        bar.inc(window.len() as u64);
-        let mut replayable = Vec::with_capacity(window.len());
-        for entry in window {
-            match entry.into_replayable() {
-                Ok(entry) => replayable.push(entry),
-                Err(_) => unreadable += 1,
-            }
-        }
-        readable += replayable.len() as u64;
-        if dry_run {
-            kept = examined;
-            continue;
-        }
-        moved += queue
-            .replay_dead(&replayable)
-            .await
-            .context("cannot replay the dead letters")?;
-        // Replayed entries left the list; unreadable ones stay at the tail, so skip past them.
-        kept = unreadable;
-    }
-    bar.finish_and_clear();
-    if dry_run {
-        writeln!(
-            out,
-            "dry run: would replay {readable} dead letters; nothing changed"
-        )?;
-    } else {
-        writeln!(out, "replayed {moved} dead letters onto the backlog")?;
-        if moved < readable {
-            writeln!(
-                out,
-                "{} were no longer in the dead list (replayed or purged meanwhile)",
-                readable - moved
-            )?;
-        }
-    }
-    if unreadable > 0 {
-        writeln!(
-            out,
-            "{unreadable} entries hold no readable envelope and stay in the dead list (see `mailtrail dead show`)"
-        )?;
-    }
-    Ok(())
-}
-
-/// Counts the entries dead-lettered before `cutoff_ms`, reading the list in windows.
-async fn count_older(queue: &Queue, total: u64, cutoff_ms: i64) -> anyhow::Result<u64> {
-    let bar = progress(total, "counting");
-    let (mut examined, mut older) = (0, 0);
-    while examined < total {
-        let window = queue
-            .dead_letters_from_tail(examined, CHUNK.min(total - examined))
-            .await
-            .context("cannot read the dead-letter list")?;
-        if window.is_empty() {
-            break;
-        }
-        examined += window.len() as u64;
-        bar.inc(window.len() as u64);
-        older += window
-            .iter()
-            .filter(|entry| matches!(&entry.parsed, Ok(letter) if letter.dead_at_ms < cutoff_ms))
-            .count() as u64;
-    }
-    bar.finish_and_clear();
-    Ok(older)
-}
-
-/// What the operator answered to a confirmation.
-#[derive(Debug, PartialEq, Eq)]
-enum Answer {
-    /// `y` or `yes`.
-    Yes,
-    /// Anything else.
-    No,
-    /// Standard input ended before a line: a script, or no terminal to ask on.
-    Nothing,
-}
-
-/// Asks on stderr and reads one line; only `y` or `yes` agree.
-fn confirm(question: &str, input: &mut dyn BufRead) -> anyhow::Result<Answer> {
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    let read = input
-        .read_line(&mut answer)
-        .context("cannot read the answer from stdin")?;
-    if read == 0 {
-        // Nothing was typed, so end the prompt's line for whatever reads stderr next.
-        eprintln!();
-        return Ok(Answer::Nothing);
-    }
-    Ok(match answer.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Answer::Yes,
-        _ => Answer::No,
-    })
-}
-
-async fn purge(
-    queue: &Queue,
-    args: &PurgeArgs,
-    out: &mut dyn Write,
-    input: &mut dyn BufRead,
-) -> anyhow::Result<()> {
-    let cutoff_ms = args.older_than.cutoff_ms(now_ms());
-    let total = queue
-        .dead_len()
-        .await
-        .context("cannot read the dead-letter list")?;
-    let older = count_older(queue, total, cutoff_ms).await?;
-    let threshold = format!(
-        "older than {} (dead before {})",
-        args.older_than.text,
-        format_ms(cutoff_ms)
-    );
-    if older == 0 {
-        writeln!(out, "no dead letters {threshold}; nothing to purge")?;
-        return Ok(());
-    }
-    if !args.yes {
-        let question = format!("purge {older} of {total} dead letters {threshold}?");
-        match confirm(&question, input)? {
-            Answer::Yes => {}
-            Answer::No => bail!("aborted; nothing was purged"),
-            Answer::Nothing => bail!(
-                "no answer to the confirmation (stdin closed or not a terminal); nothing was \
-                 purged. Pass --yes to purge without asking"
-            ),
-        }
-    }
-    let bar = progress(total, "purging");
-    let (mut examined, mut kept, mut removed) = (0, 0, 0);
-    while examined < total {
-        let window = queue
-            .purge_dead_window(cutoff_ms, kept, CHUNK.min(total - examined))
-            .await
-            .context("cannot purge the dead letters")?;
-        if window.examined == 0 {
-            break;
-        }
-        examined += window.examined;
-        kept += window.examined - window.removed;
-        removed += window.removed;
-        bar.inc(window.examined);
-    }
-    bar.finish_and_clear();
-    writeln!(out, "purged {removed} dead letters {threshold}")?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::purge::{Answer, confirm};
     use super::*;
 
     #[test]
