@@ -72,6 +72,27 @@ pub struct ReapedWorker {
 }
 
 impl Queue {
+    /// Runs one of the two lease scripts, which take the same keys and arguments (lease, workers
+    /// set; instance, now, TTL in ms, worker id) and differ in what they do with a lapsed lease.
+    async fn lease_script(
+        &self,
+        script: &redis::Script,
+        worker: &str,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<i64, QueueError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        Ok(script
+            .key(self.keys().lease(worker))
+            .key(self.keys().workers())
+            .arg(instance)
+            .arg(now_ms())
+            .arg(ttl_ms)
+            .arg(worker)
+            .invoke_async(&mut self.connection())
+            .await?)
+    }
+
     /// Takes or renews `worker`'s lease for `ttl` on behalf of `instance` (unique per process).
     /// Returns false when another live process holds the lease.
     pub async fn renew_lease(
@@ -80,15 +101,8 @@ impl Queue {
         instance: &str,
         ttl: Duration,
     ) -> Result<bool, QueueError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let held: i64 = scripts::LEASE
-            .key(self.keys().lease(worker))
-            .key(self.keys().workers())
-            .arg(instance)
-            .arg(now_ms())
-            .arg(ttl_ms)
-            .arg(worker)
-            .invoke_async(&mut self.connection())
+        let held = self
+            .lease_script(&scripts::LEASE, worker, instance, ttl)
             .await?;
         Ok(held == 1)
     }
@@ -101,15 +115,8 @@ impl Queue {
         instance: &str,
         ttl: Duration,
     ) -> Result<Heartbeat, QueueError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let answer: i64 = scripts::RENEW
-            .key(self.keys().lease(worker))
-            .key(self.keys().workers())
-            .arg(instance)
-            .arg(now_ms())
-            .arg(ttl_ms)
-            .arg(worker)
-            .invoke_async(&mut self.connection())
+        let answer = self
+            .lease_script(&scripts::RENEW, worker, instance, ttl)
             .await?;
         Ok(match answer {
             1 => Heartbeat::Renewed,
