@@ -10,6 +10,8 @@
 //! | `queue status [--json]` | [`queue_status`] | Redis |
 //! | `dead list \| show \| replay \| purge` | [`dead`] | Redis |
 //! | `send-sample [--url URL] [--backers N] [--projects N]` | [`sample`] (posting with [`http_post`]) | a receiver |
+//! | `reconcile [--domain D] [--since T] [--until T] [--trust-after 30m]` | [`reconcile`] | Mailgun's API, Redis |
+//! | `mailgun webhooks install --url URL [--replace] \| list` | [`mailgun_webhooks`] | Mailgun's API |
 //!
 //! `main.rs` only parses the arguments, reads [`CliConfig`] and calls [`run`]; every command
 //! writes to the `out` it is given, so the binary stays thin and the rendering is testable.
@@ -24,8 +26,10 @@ pub mod clock;
 pub mod config;
 pub mod dead;
 pub mod http_post;
+pub mod mailgun_webhooks;
 pub mod migrate;
 pub mod queue_status;
+pub mod reconcile;
 pub mod rollups;
 pub mod sample;
 pub mod stats;
@@ -85,6 +89,14 @@ pub enum Command {
         #[command(subcommand)]
         command: rollups::RollupsCommand,
     },
+    /// Queue what the webhooks missed, from Mailgun's Events API.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Set up Mailgun: the domain's webhooks.
+    Mailgun {
+        /// What to do.
+        #[command(subcommand)]
+        command: mailgun_webhooks::MailgunCommand,
+    },
 }
 
 /// `mailtrail queue ...`.
@@ -114,6 +126,8 @@ pub async fn run(
         Command::Dead { command } => {
             dead::run(&connect_queue(config).await?, command, out, input).await?;
         }
+        Command::Reconcile(args) => reconcile::run(config, args, out).await?,
+        Command::Mailgun { command } => mailgun_webhooks::run(config, command, out).await?,
     }
     out.flush().context("cannot write the output")?;
     Ok(())
@@ -197,6 +211,29 @@ mod tests {
             "1"
         ]));
         assert!(!parses(&["send-sample", "--backers", "0"]));
+        assert!(parses(&["reconcile"]));
+        assert!(parses(&[
+            "reconcile",
+            "--domain",
+            "mg.example.com",
+            "--since",
+            "2026-12-05T10:00:00Z",
+            "--until",
+            "1h",
+            "--trust-after",
+            "10m"
+        ]));
+        assert!(!parses(&["reconcile", "--since", "yesterday"]));
+        assert!(parses(&["mailgun", "webhooks", "list"]));
+        assert!(parses(&[
+            "mailgun",
+            "webhooks",
+            "install",
+            "--url",
+            "https://h/webhooks/mailgun",
+            "--replace"
+        ]));
+        assert!(!parses(&["mailgun", "webhooks", "install"]));
         // The load generator is `mailtrail-bench` now.
         assert!(!parses(&["load", "--fill", "1000"]));
     }

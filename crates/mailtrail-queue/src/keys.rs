@@ -12,6 +12,7 @@
 //! | `{prefix}recovered` | hash | SHA-1 of an envelope → `{count}:{first_ms}`: times it was recovered from a dead worker since `first_ms` |
 //! | `{prefix}reaped:{worker}` | hash, TTL | the recovery counts the last reap of `worker` added (SHA-1 → count), taken back if that worker turns out to be alive |
 //! | `{prefix}settled:{batch}` | string, TTL | a claimed batch whose settle took effect; a repeated settle of it does nothing |
+//! | `{prefix}reconcile:{domain}` | string | microseconds since the epoch up to which `mailtrail reconcile` has queued `domain`'s events; set in the same transaction as the push of the events it covers |
 //!
 //! Invariants: an envelope is, at every instant, in exactly one of `events`, some
 //! `processing:{worker}` or `dead` (briefly in two while a script moves it, never in none), and a
@@ -95,6 +96,11 @@ impl QueueKeys {
     pub fn settled(&self, batch: &str) -> String {
         format!("{}settled:{batch}", self.prefix)
     }
+
+    /// How far reconciliation with Mailgun's Events API got for `domain`.
+    pub fn reconcile_checkpoint(&self, domain: &str) -> String {
+        format!("{}reconcile:{domain}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -114,5 +120,9 @@ mod tests {
         assert_eq!(keys.recovered(), "mailtrail:recovered");
         assert_eq!(keys.reaped("w1"), "mailtrail:reaped:w1");
         assert_eq!(keys.settled("b7"), "mailtrail:settled:b7");
+        assert_eq!(
+            keys.reconcile_checkpoint("mg.example.com"),
+            "mailtrail:reconcile:mg.example.com"
+        );
     }
 }

@@ -16,12 +16,14 @@
 //! |---|---|
 //! | `connection` | [`Queue::connect`], the one way to a queue; the Redis durability check |
 //! | `producer` | pushing envelopes onto the backlog |
+//! | `checkpoint` | reconciliation's checkpoint per domain, advanced with the push of what it covers |
 //! | `consumer` | a worker's claim and settle ([`WorkerQueue`]) |
 //! | `lease` | leases, requeue of a dead worker's envelopes, poison detection, release |
 //! | `dead_letters` | reading, replaying and purging dead letters |
 //! | `inspect` | read-only views: backlog, in flight, skip counts |
 //! | `scripts` | every Lua script, with the keys and arguments it takes |
 
+mod checkpoint;
 mod connection;
 mod consumer;
 mod dead_letters;

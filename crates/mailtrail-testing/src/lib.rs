@@ -11,6 +11,7 @@
 //! - [`ChaosProxy`] sits between a process and a server and can cut every connection, so a test
 //!   can take Postgres or Redis "down" without touching the shared servers.
 //! - [`PrivateRedis`] runs a `redis-server` of the test's own on a free port, to stop and restart.
+//! - [`FakeMailgun`] serves Mailgun's Events and webhooks API on port 0, with faults on demand.
 //!
 //! The shared servers' addresses come from `MAILTRAIL_TEST_DATABASE_URL` (an admin URL, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `MAILTRAIL_TEST_REDIS_URL` (default
@@ -22,6 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod app;
 mod chaos;
+mod fake_mailgun;
 mod metrics;
 mod private_redis;
 mod seed;
@@ -31,6 +33,7 @@ mod webhooks;
 
 pub use app::{TEST_WORKER_ID, TestApp, TestAppBuilder};
 pub use chaos::ChaosProxy;
+pub use fake_mailgun::{FAKE_API_KEY, FAKE_SENDING_KEY, FakeMailgun, Fault, SeenRequest};
 pub use metrics::{metric, scrape};
 pub use private_redis::{PrivateRedis, free_port};
 pub use seed::{event_at, worker_row};

@@ -1,0 +1,398 @@
+//! `mailtrail reconcile --domain D [--since T] [--until T] [--trust-after 30m]`: fills what the
+//! webhooks missed from Mailgun's Events API.
+//!
+//! Every event of the range is queued as an envelope of source `mailgun-events-api`, one item
+//! each, and the worker reads it like a webhook's `event-data`; an event that also came (or will
+//! come) by webhook has the same event key (same id, same time to the microsecond), so it is
+//! stored and counted once.
+//!
+//! Mailgun's polling rule, followed to the letter (see `docs/reconcile.md`):
+//!
+//! - one ascending range, pages of 300, each following page read from the previous page's
+//!   `paging.next` exactly as given (never rebuilt: that is how Ghost lost every page after the
+//!   first on EU domains), until a page comes back empty;
+//! - a page is trusted only when its last event is older than the trust threshold (events reach
+//!   Mailgun's storage out of order, so a young page can still gain events); otherwise it is
+//!   discarded and asked again after at least 15 s. The empty last page is trusted only once the
+//!   range's end is older than the threshold. Without `--until` the range ends at the threshold,
+//!   so a periodic run never waits;
+//! - rate limits and transient failures are retried by the client (`mailtrail_mailgun`).
+//!
+//! One page is in memory at a time. Its envelopes and the domain's checkpoint are pushed in one
+//! Redis transaction ([`mailtrail_queue::Queue::push_envelopes_with_checkpoint`]), so the
+//! checkpoint never claims an event that is not queued, and a run that fails half-way has queued
+//! whole pages only; running it again re-reads from the checkpoint, and anything read twice is
+//! counted once by the worker. The checkpoint only moves forward, and only for a range that
+//! starts at or before it (a backfill of a later, detached range must not jump over a gap).
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::DateTime;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use mailtrail_core::{Envelope, Source};
+use mailtrail_mailgun::{
+    EventsPage, EventsQuery, MailgunClient, MailgunError, PAGE_LIMIT, RetryPolicy,
+    WEBHOOK_EVENT_FILTER, item_micros,
+};
+use mailtrail_queue::{Queue, now_ms};
+
+use crate::clock::parse_duration;
+use crate::config::CliConfig;
+
+/// How far back the first run of a domain reaches when no `--since` is given: Mailgun retries a
+/// webhook for about 8 hours, so a day covers a whole retry span with room to spare.
+const FIRST_RUN_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
+
+/// `mailtrail reconcile`.
+#[derive(Args, Clone, Debug)]
+pub struct ReconcileArgs {
+    /// The sending domain (default: MAILGUN_DOMAIN).
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Start of the range: an RFC 3339 time or a duration back from now (`24h`). Default: the
+    /// domain's checkpoint, or 24 hours ago on the first run.
+    #[arg(long, value_name = "TIME", value_parser = TimeArg::parse)]
+    pub since: Option<TimeArg>,
+    /// End of the range, as `--since`. Default: now minus `--trust-after`, so nothing waits.
+    #[arg(long, value_name = "TIME", value_parser = TimeArg::parse)]
+    pub until: Option<TimeArg>,
+    /// A page is trusted once its last event is this old (Mailgun's polling rule).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub trust_after: Duration,
+    /// How long to wait before asking again for a page too young to trust (at least 15 s;
+    /// lower only in tests).
+    #[arg(long, hide = true, default_value_t = 15_000)]
+    pub poll_wait_ms: u64,
+    /// The first wait after a transient failure, doubled each time.
+    #[arg(long, hide = true, default_value_t = 1_000)]
+    pub retry_backoff_ms: u64,
+}
+
+/// A time given on the command line: absolute, or a duration back from now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeArg {
+    /// Microseconds since the epoch.
+    At(i64),
+    /// This long before the run starts.
+    Ago(Duration),
+}
+
+impl TimeArg {
+    /// Parses `2026-12-05T10:00:00Z` or `24h`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Ok(at) = DateTime::parse_from_rfc3339(text.trim()) {
+            return Ok(Self::At(at.timestamp_micros()));
+        }
+        parse_duration(text).map(Self::Ago).map_err(|_| {
+            format!(
+                "`{text}` is neither an RFC 3339 time (2026-12-05T10:00:00Z) nor a duration \
+                 back from now (24h, 90m)"
+            )
+        })
+    }
+
+    /// Microseconds since the epoch, relative to `now_micros`.
+    pub fn micros(self, now_micros: i64) -> i64 {
+        match self {
+            Self::At(micros) => micros,
+            Self::Ago(ago) => now_micros - i64::try_from(ago.as_micros()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The range read, in microseconds since the epoch.
+    pub since_micros: i64,
+    /// Its end.
+    pub until_micros: i64,
+    /// Trusted pages queued (the empty last page is not counted).
+    pub pages: u64,
+    /// Events queued.
+    pub events_queued: u64,
+    /// Pages discarded because they were too young to trust, and asked again.
+    pub untrusted_pages: u64,
+    /// The checkpoint after the run, if the domain has one.
+    pub checkpoint_micros: Option<i64>,
+}
+
+/// One run's collaborators.
+pub struct Reconciler {
+    client: MailgunClient,
+    queue: Queue,
+    domain: String,
+    trust_after: Duration,
+    poll_wait: Duration,
+    progress: ProgressBar,
+}
+
+/// Runs `mailtrail reconcile`.
+pub async fn run(
+    config: &CliConfig,
+    args: &ReconcileArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let domain = config.mailgun_domain(args.domain.as_deref())?;
+    let retry = RetryPolicy {
+        first_backoff: Duration::from_millis(args.retry_backoff_ms),
+        ..RetryPolicy::default()
+    };
+    let client = MailgunClient::new(
+        config.mailgun_api_base(),
+        config.mailgun_api_key("reconcile")?,
+        retry,
+    )?;
+    let queue = crate::connect_queue(config).await?;
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) =
+            ProgressStyle::with_template("{wide_bar} {pos}/{len} s of the range {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let reconciler = Reconciler {
+        client,
+        queue,
+        domain,
+        trust_after: args.trust_after,
+        poll_wait: Duration::from_millis(args.poll_wait_ms),
+        progress,
+    };
+    let summary = reconciler.run(args.since, args.until).await;
+    reconciler.progress.finish_and_clear();
+    let summary = summary?;
+    writeln!(out, "{}", summary_line(&reconciler.domain, &summary))?;
+    Ok(())
+}
+
+impl Reconciler {
+    /// Reads `[since, until]` (defaults as documented on [`ReconcileArgs`]) and queues it.
+    pub async fn run(
+        &self,
+        since: Option<TimeArg>,
+        until: Option<TimeArg>,
+    ) -> anyhow::Result<Summary> {
+        let now_micros = now_ms() * 1000;
+        let checkpoint = self
+            .queue
+            .reconcile_checkpoint(&self.domain)
+            .await
+            .context("cannot read the reconciliation checkpoint from Redis")?;
+        let trust_micros = micros_of(self.trust_after);
+        let since_micros = match (since, checkpoint) {
+            (Some(since), _) => since.micros(now_micros),
+            (None, Some(checkpoint)) => checkpoint,
+            (None, None) => now_micros - micros_of(FIRST_RUN_LOOKBACK),
+        };
+        let until_micros =
+            until.map_or(now_micros - trust_micros, |until| until.micros(now_micros));
+        let mut summary = Summary {
+            since_micros,
+            until_micros,
+            checkpoint_micros: checkpoint,
+            ..Summary::default()
+        };
+        if since_micros >= until_micros {
+            return Ok(summary);
+        }
+        // A range that starts after the checkpoint leaves a gap before it: reading it must not
+        // move the checkpoint over the gap.
+        let advances = checkpoint.is_none_or(|checkpoint| since_micros <= checkpoint);
+        self.progress
+            .set_length(u64::try_from((until_micros - since_micros) / 1_000_000).unwrap_or(0));
+
+        // Whole seconds, the start rounded down: the events of the checkpoint's own second are
+        // read again (and counted once), none is skipped.
+        let query = EventsQuery {
+            begin: since_micros.div_euclid(1_000_000),
+            end: until_micros.div_euclid(1_000_000) + 1,
+            limit: PAGE_LIMIT,
+            event: Some(WEBHOOK_EVENT_FILTER.to_owned()),
+        };
+        let mut url = self.client.events_url(&self.domain, &query)?;
+        loop {
+            let page = match self.fetch(&url).await {
+                Ok(page) => page,
+                Err(error) if summary.pages == 0 => return Err(error.into()),
+                Err(error) => {
+                    return Err(anyhow::Error::new(error).context(format!(
+                        "reconciliation stopped after {} pages ({} events queued); run it \
+                         again to continue from the checkpoint",
+                        summary.pages, summary.events_queued
+                    )));
+                }
+            };
+            let trusted_until = now_ms() * 1000 - trust_micros;
+            let Some(last_micros) = page.last_micros()? else {
+                // The empty page after the last: the range is done once its end is trusted.
+                if until_micros <= trusted_until {
+                    break;
+                }
+                self.wait_for_trust(&mut summary).await;
+                continue;
+            };
+            if last_micros > trusted_until {
+                // Mailgun may still add events inside this page: discard it and ask again.
+                self.wait_for_trust(&mut summary).await;
+                continue;
+            }
+            let next = page
+                .next
+                .clone()
+                .ok_or_else(|| MailgunError::InvalidResponse {
+                    what: format!("read events of {}", self.domain),
+                    reason: "a page without paging.next".to_owned(),
+                })?;
+            anyhow::ensure!(
+                next != url,
+                "Mailgun gave a page whose next page is itself; stopping rather than looping"
+            );
+            let checkpoint = advances
+                .then_some(last_micros)
+                .filter(|&at| summary.checkpoint_micros.is_none_or(|current| at > current));
+            self.queue_page(&page, checkpoint).await?;
+            summary.pages += 1;
+            summary.events_queued += page.items.len() as u64;
+            summary.checkpoint_micros = checkpoint.or(summary.checkpoint_micros);
+            self.progress
+                .set_position(u64::try_from((last_micros - since_micros) / 1_000_000).unwrap_or(0));
+            url = next;
+        }
+        // Every event up to the range's end is queued: the checkpoint moves there.
+        if advances && summary.checkpoint_micros.is_none_or(|at| until_micros > at) {
+            self.queue
+                .push_envelopes_with_checkpoint(&[], &self.domain, Some(until_micros))
+                .await
+                .context("cannot save the reconciliation checkpoint in Redis")?;
+            summary.checkpoint_micros = Some(until_micros);
+        }
+        Ok(summary)
+    }
+
+    /// Reads one page on a blocking thread (the client is blocking).
+    async fn fetch(&self, url: &str) -> Result<EventsPage, MailgunError> {
+        let (client, domain, url) = (self.client.clone(), self.domain.clone(), url.to_owned());
+        tokio::task::spawn_blocking(move || client.events_page(&domain, &url))
+            .await
+            .unwrap_or_else(|join| {
+                Err(MailgunError::InvalidResponse {
+                    what: "read events".to_owned(),
+                    reason: format!("the request's thread failed: {join}"),
+                })
+            })
+    }
+
+    /// Queues a trusted page's items, one envelope each, with the checkpoint they reach.
+    async fn queue_page(&self, page: &EventsPage, checkpoint: Option<i64>) -> anyhow::Result<()> {
+        let received_at_ms = now_ms();
+        let envelopes: Vec<String> = page
+            .items
+            .iter()
+            .map(|item| {
+                // Checked here so one unreadable item fails the run before anything of its page
+                // is queued, rather than becoming a dead letter with no time.
+                item_micros(item)?;
+                Ok(Envelope::encode(
+                    Source::MailgunEventsApi,
+                    received_at_ms,
+                    "application/json",
+                    item.get().as_bytes(),
+                ))
+            })
+            .collect::<Result<_, MailgunError>>()?;
+        self.queue
+            .push_envelopes_with_checkpoint(&envelopes, &self.domain, checkpoint)
+            .await
+            .context("cannot queue the events in Redis; nothing of this page was queued")
+    }
+
+    async fn wait_for_trust(&self, summary: &mut Summary) {
+        summary.untrusted_pages += 1;
+        self.progress.set_message(format!(
+            "a page is too young to trust; asking again in {} s",
+            self.poll_wait.as_secs()
+        ));
+        tokio::time::sleep(self.poll_wait).await;
+        self.progress.set_message("");
+    }
+}
+
+fn micros_of(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A UTC time to the second, from microseconds.
+fn format_micros(micros: i64) -> String {
+    crate::clock::format_ms(micros.div_euclid(1000))
+}
+
+/// The line a run prints: what was read, what was queued, where the checkpoint is.
+pub fn summary_line(domain: &str, summary: &Summary) -> String {
+    let range = format!(
+        "{} to {}",
+        format_micros(summary.since_micros),
+        format_micros(summary.until_micros)
+    );
+    let checkpoint = summary
+        .checkpoint_micros
+        .map_or_else(|| "none".to_owned(), format_micros);
+    if summary.since_micros >= summary.until_micros {
+        return format!(
+            "reconcile {domain}: nothing to read from {range}; checkpoint {checkpoint}"
+        );
+    }
+    format!(
+        "reconcile {domain}: {range}: {} pages, {} events queued, {} untrusted pages asked \
+         again; checkpoint {checkpoint}",
+        summary.pages, summary.events_queued, summary.untrusted_pages
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc_3339_or_durations_back_from_now() {
+        assert_eq!(
+            TimeArg::parse("2023-11-14T22:13:20Z").unwrap(),
+            TimeArg::At(1_700_000_000_000_000)
+        );
+        assert_eq!(
+            TimeArg::parse("2023-11-14T23:13:20+01:00").unwrap(),
+            TimeArg::At(1_700_000_000_000_000)
+        );
+        let ago = TimeArg::parse("24h").unwrap();
+        assert_eq!(
+            ago.micros(100_000_000_000),
+            100_000_000_000 - 86_400_000_000
+        );
+        let error = TimeArg::parse("yesterday").unwrap_err();
+        assert!(error.contains("RFC 3339"), "{error}");
+    }
+
+    #[test]
+    fn the_summary_says_what_was_read_and_queued() {
+        let summary = Summary {
+            since_micros: 1_700_000_000_000_000,
+            until_micros: 1_700_003_600_000_000,
+            pages: 3,
+            events_queued: 700,
+            untrusted_pages: 1,
+            checkpoint_micros: Some(1_700_003_600_000_000),
+        };
+        assert_eq!(
+            summary_line("mg.example.com", &summary),
+            "reconcile mg.example.com: 2023-11-14 22:13:20Z to 2023-11-14 23:13:20Z: 3 pages, \
+             700 events queued, 1 untrusted pages asked again; checkpoint 2023-11-14 23:13:20Z"
+        );
+    }
+}
