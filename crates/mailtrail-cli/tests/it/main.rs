@@ -9,6 +9,7 @@ mod postgres_commands;
 mod purge_confirmation;
 mod queue_commands;
 mod readme_config;
+mod reconcile;
 mod send_sample;
 mod stats_ranges;
 mod support;
