@@ -10,6 +10,7 @@ mod purge_confirmation;
 mod queue_commands;
 mod readme_config;
 mod reconcile;
+mod reconcile_corpus;
 mod send_sample;
 mod stats_ranges;
 mod support;
