@@ -32,12 +32,13 @@ use anyhow::Context;
 use chrono::DateTime;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use mailtrail_core::{Envelope, Source};
+use mailtrail_core::{Envelope, Source, Verdict, triage};
 use mailtrail_mailgun::{
     EventsPage, EventsQuery, MailgunClient, MailgunError, PAGE_LIMIT, RetryPolicy,
     WEBHOOK_EVENT_FILTER, item_micros,
 };
 use mailtrail_queue::{Queue, now_ms};
+use mailtrail_store::{StoreConnection, count_stored_events};
 
 use crate::clock::parse_duration;
 use crate::config::CliConfig;
@@ -104,7 +105,7 @@ impl TimeArg {
 }
 
 /// What a run did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {
     /// The range read, in microseconds since the epoch.
     pub since_micros: i64,
@@ -118,6 +119,23 @@ pub struct Summary {
     pub untrusted_pages: u64,
     /// The checkpoint after the run, if the domain has one.
     pub checkpoint_micros: Option<i64>,
+    /// Of the events queued, how many were in Postgres already when they were queued (came by
+    /// webhook), or why that was not measured.
+    pub already_stored: Result<u64, &'static str>,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Self {
+            since_micros: 0,
+            until_micros: 0,
+            pages: 0,
+            events_queued: 0,
+            untrusted_pages: 0,
+            checkpoint_micros: None,
+            already_stored: Ok(0),
+        }
+    }
 }
 
 /// One run's collaborators.
@@ -128,6 +146,8 @@ pub struct Reconciler {
     trust_after: Duration,
     poll_wait: Duration,
     progress: ProgressBar,
+    /// Postgres, to count the events stored already; `Err` says why there is none.
+    store: Result<StoreConnection, &'static str>,
 }
 
 /// Runs `mailtrail reconcile`.
@@ -158,13 +178,21 @@ pub async fn run(
     } else {
         ProgressBar::hidden()
     };
-    let reconciler = Reconciler {
+    // Optional: the count of events stored already is worth having, not worth failing for.
+    let store = match config.database_url("reconcile") {
+        Err(_) => Err("no DATABASE_URL"),
+        Ok(url) => mailtrail_store::connect(url, config.statement_timeout())
+            .await
+            .map_err(|_| "Postgres unreachable"),
+    };
+    let mut reconciler = Reconciler {
         client,
         queue,
         domain,
         trust_after: args.trust_after,
         poll_wait: Duration::from_millis(args.poll_wait_ms),
         progress,
+        store,
     };
     let summary = reconciler.run(args.since, args.until).await;
     reconciler.progress.finish_and_clear();
@@ -176,7 +204,7 @@ pub async fn run(
 impl Reconciler {
     /// Reads `[since, until]` (defaults as documented on [`ReconcileArgs`]) and queues it.
     pub async fn run(
-        &self,
+        &mut self,
         since: Option<TimeArg>,
         until: Option<TimeArg>,
     ) -> anyhow::Result<Summary> {
@@ -198,6 +226,7 @@ impl Reconciler {
             since_micros,
             until_micros,
             checkpoint_micros: checkpoint,
+            already_stored: self.store.as_ref().map(|_| 0).map_err(|why| *why),
             ..Summary::default()
         };
         if since_micros >= until_micros {
@@ -258,7 +287,7 @@ impl Reconciler {
             let checkpoint = advances
                 .then_some(last_micros)
                 .filter(|&at| summary.checkpoint_micros.is_none_or(|current| at > current));
-            self.queue_page(&page, checkpoint).await?;
+            self.queue_page(&page, checkpoint, &mut summary).await?;
             summary.pages += 1;
             summary.events_queued += page.items.len() as u64;
             summary.checkpoint_micros = checkpoint.or(summary.checkpoint_micros);
@@ -290,8 +319,14 @@ impl Reconciler {
             })
     }
 
-    /// Queues a trusted page's items, one envelope each, with the checkpoint they reach.
-    async fn queue_page(&self, page: &EventsPage, checkpoint: Option<i64>) -> anyhow::Result<()> {
+    /// Queues a trusted page's items, one envelope each, with the checkpoint they reach, having
+    /// counted those stored already.
+    async fn queue_page(
+        &mut self,
+        page: &EventsPage,
+        checkpoint: Option<i64>,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
         let received_at_ms = now_ms();
         let envelopes: Vec<String> = page
             .items
@@ -308,6 +343,22 @@ impl Reconciler {
                 ))
             })
             .collect::<Result<_, MailgunError>>()?;
+        if let (Ok(connection), Ok(stored)) = (&mut self.store, &mut summary.already_stored) {
+            // The keys the worker will compute, computed the worker's way.
+            let keys: Vec<String> = envelopes
+                .iter()
+                .filter_map(|envelope| triage(envelope).ok())
+                .flatten()
+                .filter_map(|verdict| match verdict {
+                    Verdict::Store(row) => Some(row.event_key),
+                    _ => None,
+                })
+                .collect();
+            match count_stored_events(connection, &keys).await {
+                Ok(count) => *stored += count,
+                Err(_) => summary.already_stored = Err("Postgres failed during the run"),
+            }
+        }
         self.queue
             .push_envelopes_with_checkpoint(&envelopes, &self.domain, checkpoint)
             .await
@@ -349,9 +400,13 @@ pub fn summary_line(domain: &str, summary: &Summary) -> String {
             "reconcile {domain}: nothing to read from {range}; checkpoint {checkpoint}"
         );
     }
+    let stored = match summary.already_stored {
+        Ok(count) => format!("{count} of them stored already"),
+        Err(why) => format!("stored already: not counted ({why})"),
+    };
     format!(
-        "reconcile {domain}: {range}: {} pages, {} events queued, {} untrusted pages asked \
-         again; checkpoint {checkpoint}",
+        "reconcile {domain}: {range}: {} pages, {} events queued ({stored}), {} untrusted pages \
+         asked again; checkpoint {checkpoint}",
         summary.pages, summary.events_queued, summary.untrusted_pages
     )
 }
@@ -388,11 +443,21 @@ mod tests {
             events_queued: 700,
             untrusted_pages: 1,
             checkpoint_micros: Some(1_700_003_600_000_000),
+            already_stored: Ok(650),
         };
         assert_eq!(
             summary_line("mg.example.com", &summary),
             "reconcile mg.example.com: 2023-11-14 22:13:20Z to 2023-11-14 23:13:20Z: 3 pages, \
-             700 events queued, 1 untrusted pages asked again; checkpoint 2023-11-14 23:13:20Z"
+             700 events queued (650 of them stored already), 1 untrusted pages asked again; \
+             checkpoint 2023-11-14 23:13:20Z"
+        );
+        let unmeasured = Summary {
+            already_stored: Err("no DATABASE_URL"),
+            ..summary
+        };
+        assert!(
+            summary_line("d", &unmeasured)
+                .contains("700 events queued (stored already: not counted (no DATABASE_URL))")
         );
     }
 }

@@ -107,10 +107,12 @@ async fn reconcile_follows_next_pages_across_hosts_and_every_event_is_stored_onc
     assert_eq!(app.database().stored_events().await, 4);
 
     let run = mailtrail(&fake, app.redis(), &["reconcile", "--since", "3h"])
+        .database(app.database())
         .run()
         .await
         .success();
     assert_eq!(events_queued(&run), 10, "{}", run.stdout);
+    assert!(run.stdout.contains("(4 of them stored already)"), "{}", run.stdout);
     assert!(run.stdout.contains(" 4 pages,"), "{}", run.stdout);
     let requests = fake.requests();
     assert!(requests[0].host.starts_with("127.0.0.1:"), "{requests:?}");
@@ -135,10 +137,12 @@ async fn reconcile_follows_next_pages_across_hosts_and_every_event_is_stored_onc
 
     // Read again (the same range, overlapping the checkpoint): nothing changes.
     let again = mailtrail(&fake, app.redis(), &["reconcile", "--since", "3h"])
+        .database(app.database())
         .run()
         .await
         .success();
     assert_eq!(events_queued(&again), 10, "{}", again.stdout);
+    assert!(again.stdout.contains("(10 of them stored already)"), "{}", again.stdout);
     // And the webhooks of the rest arrive late: nothing changes either.
     for item in items.iter().skip(1).step_by(3) {
         assert_eq!(
