@@ -112,7 +112,11 @@ async fn reconcile_follows_next_pages_across_hosts_and_every_event_is_stored_onc
         .await
         .success();
     assert_eq!(events_queued(&run), 10, "{}", run.stdout);
-    assert!(run.stdout.contains("(4 of them stored already)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("(4 of them stored already)"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains(" 4 pages,"), "{}", run.stdout);
     let requests = fake.requests();
     assert!(requests[0].host.starts_with("127.0.0.1:"), "{requests:?}");
@@ -142,7 +146,11 @@ async fn reconcile_follows_next_pages_across_hosts_and_every_event_is_stored_onc
         .await
         .success();
     assert_eq!(events_queued(&again), 10, "{}", again.stdout);
-    assert!(again.stdout.contains("(10 of them stored already)"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("(10 of them stored already)"),
+        "{}",
+        again.stdout
+    );
     // And the webhooks of the rest arrive late: nothing changes either.
     for item in items.iter().skip(1).step_by(3) {
         assert_eq!(
