@@ -29,7 +29,6 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::DateTime;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mailtrail_core::{Envelope, Source, Verdict, triage};
@@ -42,6 +41,12 @@ use mailtrail_store::{StoreConnection, count_stored_events};
 
 use crate::clock::parse_duration;
 use crate::config::CliConfig;
+
+mod summary;
+mod time_arg;
+
+pub use summary::{Summary, summary_line};
+pub use time_arg::TimeArg;
 
 /// How far back the first run of a domain reaches when no `--since` is given: Mailgun retries a
 /// webhook for about 8 hours, so a day covers a whole retry span with room to spare.
@@ -70,72 +75,6 @@ pub struct ReconcileArgs {
     /// The first wait after a transient failure, doubled each time.
     #[arg(long, hide = true, default_value_t = 1_000)]
     pub retry_backoff_ms: u64,
-}
-
-/// A time given on the command line: absolute, or a duration back from now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimeArg {
-    /// Microseconds since the epoch.
-    At(i64),
-    /// This long before the run starts.
-    Ago(Duration),
-}
-
-impl TimeArg {
-    /// Parses `2026-12-05T10:00:00Z` or `24h`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if let Ok(at) = DateTime::parse_from_rfc3339(text.trim()) {
-            return Ok(Self::At(at.timestamp_micros()));
-        }
-        parse_duration(text).map(Self::Ago).map_err(|_| {
-            format!(
-                "`{text}` is neither an RFC 3339 time (2026-12-05T10:00:00Z) nor a duration \
-                 back from now (24h, 90m)"
-            )
-        })
-    }
-
-    /// Microseconds since the epoch, relative to `now_micros`.
-    pub fn micros(self, now_micros: i64) -> i64 {
-        match self {
-            Self::At(micros) => micros,
-            Self::Ago(ago) => now_micros - i64::try_from(ago.as_micros()).unwrap_or(i64::MAX),
-        }
-    }
-}
-
-/// What a run did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Summary {
-    /// The range read, in microseconds since the epoch.
-    pub since_micros: i64,
-    /// Its end.
-    pub until_micros: i64,
-    /// Trusted pages queued (the empty last page is not counted).
-    pub pages: u64,
-    /// Events queued.
-    pub events_queued: u64,
-    /// Pages discarded because they were too young to trust, and asked again.
-    pub untrusted_pages: u64,
-    /// The checkpoint after the run, if the domain has one.
-    pub checkpoint_micros: Option<i64>,
-    /// Of the events queued, how many were in Postgres already when they were queued (came by
-    /// webhook), or why that was not measured.
-    pub already_stored: Result<u64, &'static str>,
-}
-
-impl Default for Summary {
-    fn default() -> Self {
-        Self {
-            since_micros: 0,
-            until_micros: 0,
-            pages: 0,
-            events_queued: 0,
-            untrusted_pages: 0,
-            checkpoint_micros: None,
-            already_stored: Ok(0),
-        }
-    }
 }
 
 /// One run's collaborators.
@@ -248,6 +187,9 @@ impl Reconciler {
         };
         let mut url = self.client.events_url(&self.domain, &query)?;
         loop {
+            // Taken before asking, so a slow answer (or one retried after a 429) cannot make a
+            // page look older than it was when Mailgun read it.
+            let trusted_until = now_ms() * 1000 - trust_micros;
             let page = match self.fetch(&url).await {
                 Ok(page) => page,
                 Err(error) if summary.pages == 0 => return Err(error.into()),
@@ -259,7 +201,6 @@ impl Reconciler {
                     )));
                 }
             };
-            let trusted_until = now_ms() * 1000 - trust_micros;
             let Some(last_micros) = page.last_micros()? else {
                 // The empty page after the last: the range is done once its end is trusted.
                 if until_micros <= trusted_until {
@@ -378,86 +319,4 @@ impl Reconciler {
 
 fn micros_of(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
-}
-
-/// A UTC time to the second, from microseconds.
-fn format_micros(micros: i64) -> String {
-    crate::clock::format_ms(micros.div_euclid(1000))
-}
-
-/// The line a run prints: what was read, what was queued, where the checkpoint is.
-pub fn summary_line(domain: &str, summary: &Summary) -> String {
-    let range = format!(
-        "{} to {}",
-        format_micros(summary.since_micros),
-        format_micros(summary.until_micros)
-    );
-    let checkpoint = summary
-        .checkpoint_micros
-        .map_or_else(|| "none".to_owned(), format_micros);
-    if summary.since_micros >= summary.until_micros {
-        return format!(
-            "reconcile {domain}: nothing to read from {range}; checkpoint {checkpoint}"
-        );
-    }
-    let stored = match summary.already_stored {
-        Ok(count) => format!("{count} of them stored already"),
-        Err(why) => format!("stored already: not counted ({why})"),
-    };
-    format!(
-        "reconcile {domain}: {range}: {} pages, {} events queued ({stored}), {} untrusted pages \
-         asked again; checkpoint {checkpoint}",
-        summary.pages, summary.events_queued, summary.untrusted_pages
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc_3339_or_durations_back_from_now() {
-        assert_eq!(
-            TimeArg::parse("2023-11-14T22:13:20Z").unwrap(),
-            TimeArg::At(1_700_000_000_000_000)
-        );
-        assert_eq!(
-            TimeArg::parse("2023-11-14T23:13:20+01:00").unwrap(),
-            TimeArg::At(1_700_000_000_000_000)
-        );
-        let ago = TimeArg::parse("24h").unwrap();
-        assert_eq!(
-            ago.micros(100_000_000_000),
-            100_000_000_000 - 86_400_000_000
-        );
-        let error = TimeArg::parse("yesterday").unwrap_err();
-        assert!(error.contains("RFC 3339"), "{error}");
-    }
-
-    #[test]
-    fn the_summary_says_what_was_read_and_queued() {
-        let summary = Summary {
-            since_micros: 1_700_000_000_000_000,
-            until_micros: 1_700_003_600_000_000,
-            pages: 3,
-            events_queued: 700,
-            untrusted_pages: 1,
-            checkpoint_micros: Some(1_700_003_600_000_000),
-            already_stored: Ok(650),
-        };
-        assert_eq!(
-            summary_line("mg.example.com", &summary),
-            "reconcile mg.example.com: 2023-11-14 22:13:20Z to 2023-11-14 23:13:20Z: 3 pages, \
-             700 events queued (650 of them stored already), 1 untrusted pages asked again; \
-             checkpoint 2023-11-14 23:13:20Z"
-        );
-        let unmeasured = Summary {
-            already_stored: Err("no DATABASE_URL"),
-            ..summary
-        };
-        assert!(
-            summary_line("d", &unmeasured)
-                .contains("700 events queued (stored already: not counted (no DATABASE_URL))")
-        );
-    }
 }
