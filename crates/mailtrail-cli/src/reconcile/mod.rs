@@ -78,7 +78,7 @@ pub struct ReconcileArgs {
 }
 
 /// One run's collaborators.
-pub struct Reconciler {
+struct Reconciler {
     client: MailgunClient,
     queue: Queue,
     domain: String,
@@ -142,7 +142,7 @@ pub async fn run(
 
 impl Reconciler {
     /// Reads `[since, until]` (defaults as documented on [`ReconcileArgs`]) and queues it.
-    pub async fn run(
+    async fn run(
         &mut self,
         since: Option<TimeArg>,
         until: Option<TimeArg>,
