@@ -159,8 +159,12 @@ impl Reconciler {
             (None, Some(checkpoint)) => checkpoint,
             (None, None) => now_micros - micros_of(FIRST_RUN_LOOKBACK),
         };
-        let until_micros =
-            until.map_or(now_micros - trust_micros, |until| until.micros(now_micros));
+        // Whole seconds, the API's unit, rounded down: no event after the end is read (it could
+        // be too young to trust), and the next run, starting at that second, reads it.
+        let until_micros = until
+            .map_or(now_micros - trust_micros, |until| until.micros(now_micros))
+            .div_euclid(1_000_000)
+            * 1_000_000;
         let mut summary = Summary {
             since_micros,
             until_micros,
@@ -177,11 +181,11 @@ impl Reconciler {
         self.progress
             .set_length(u64::try_from((until_micros - since_micros) / 1_000_000).unwrap_or(0));
 
-        // Whole seconds, the start rounded down: the events of the checkpoint's own second are
+        // The start rounded down to its second: the events of the checkpoint's own second are
         // read again (and counted once), none is skipped.
         let query = EventsQuery {
             begin: since_micros.div_euclid(1_000_000),
-            end: until_micros.div_euclid(1_000_000) + 1,
+            end: until_micros / 1_000_000,
             limit: PAGE_LIMIT,
             event: Some(WEBHOOK_EVENT_FILTER.to_owned()),
         };
