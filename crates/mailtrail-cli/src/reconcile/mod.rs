@@ -161,8 +161,10 @@ impl Reconciler {
         };
         // Whole seconds, the API's unit, rounded down: no event after the end is read (it could
         // be too young to trust), and the next run, starting at that second, reads it.
+        // A future end is now: nothing exists after it yet.
         let until_micros = until
             .map_or(now_micros - trust_micros, |until| until.micros(now_micros))
+            .min(now_micros)
             .div_euclid(1_000_000)
             * 1_000_000;
         let mut summary = Summary {
