@@ -5,6 +5,8 @@
 //! hundred requests at most, one after the other; an async caller runs calls on a blocking
 //! thread (`tokio::task::spawn_blocking`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -32,6 +34,9 @@ pub struct MailgunClient {
     /// `Basic base64(api:KEY)`, built once and never printed.
     authorization: SecretString,
     retry: RetryPolicy,
+    /// Requests asked again after a 429 or a transient failure, by this client and its clones:
+    /// the CLI sets up no logging, so its summary says this instead.
+    retried: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for MailgunClient {
@@ -83,12 +88,24 @@ impl MailgunClient {
             base,
             authorization: format!("Basic {credentials}").into(),
             retry,
+            retried: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// The API base, without a trailing `/`.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// How many requests were asked again after a 429 or a transient failure so far.
+    pub fn retried(&self) -> u64 {
+        self.retried.load(Ordering::Relaxed)
+    }
+
+    /// Waits `wait` before asking again, counting the retry.
+    fn wait_to_retry(&self, wait: Duration) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(wait);
     }
 
     /// Calls `url` and returns the body of its 2xx answer, retrying rate limits and transient
@@ -119,7 +136,7 @@ impl MailgunClient {
                 Err(error) => {
                     let wait = self.retry.backoff(attempt);
                     tracing::warn!(%error, host, attempt, wait_ms = wait.as_millis() as u64, "Mailgun unreachable; retrying");
-                    std::thread::sleep(wait);
+                    self.wait_to_retry(wait);
                     continue;
                 }
             };
@@ -143,7 +160,7 @@ impl MailgunClient {
                 }
                 Err(error) => {
                     tracing::warn!(%error, host, attempt, "Mailgun's answer broke off; retrying");
-                    std::thread::sleep(self.retry.backoff(attempt));
+                    self.wait_to_retry(self.retry.backoff(attempt));
                     continue;
                 }
             };
@@ -160,7 +177,7 @@ impl MailgunClient {
                         wait_ms = wait.as_millis() as u64,
                         "Mailgun rate limit (429); waiting as asked"
                     );
-                    std::thread::sleep(wait);
+                    self.wait_to_retry(wait);
                 }
                 500..=599 if last => {
                     return Err(MailgunError::ServerError {
@@ -177,7 +194,7 @@ impl MailgunClient {
                         wait_ms = wait.as_millis() as u64,
                         "Mailgun server error; retrying"
                     );
-                    std::thread::sleep(wait);
+                    self.wait_to_retry(wait);
                 }
                 401 => return Err(MailgunError::Unauthorized),
                 403 => {

@@ -135,7 +135,8 @@ pub async fn run(
     };
     let summary = reconciler.run(args.since, args.until).await;
     reconciler.progress.finish_and_clear();
-    let summary = summary?;
+    let mut summary = summary?;
+    summary.retried_requests = reconciler.client.retried();
     writeln!(out, "{}", summary_line(&reconciler.domain, &summary))?;
     Ok(())
 }

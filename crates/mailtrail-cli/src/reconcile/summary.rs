@@ -13,6 +13,8 @@ pub struct Summary {
     pub events_queued: u64,
     /// Pages discarded because they were too young to trust, and asked again.
     pub untrusted_pages: u64,
+    /// Requests asked again after a 429 or a transient failure.
+    pub retried_requests: u64,
     /// The checkpoint after the run, if the domain has one.
     pub checkpoint_micros: Option<i64>,
     /// Of the events queued, how many were in Postgres already when they were queued (came by
@@ -28,6 +30,7 @@ impl Default for Summary {
             pages: 0,
             events_queued: 0,
             untrusted_pages: 0,
+            retried_requests: 0,
             checkpoint_micros: None,
             already_stored: Ok(0),
         }
@@ -60,8 +63,8 @@ pub fn summary_line(domain: &str, summary: &Summary) -> String {
     };
     format!(
         "reconcile {domain}: {range}: {} pages, {} events queued ({stored}), {} untrusted pages \
-         asked again; checkpoint {checkpoint}",
-        summary.pages, summary.events_queued, summary.untrusted_pages
+         asked again, {} requests retried; checkpoint {checkpoint}",
+        summary.pages, summary.events_queued, summary.untrusted_pages, summary.retried_requests
     )
 }
 
@@ -77,14 +80,15 @@ mod tests {
             pages: 3,
             events_queued: 700,
             untrusted_pages: 1,
+            retried_requests: 2,
             checkpoint_micros: Some(1_700_003_600_000_000),
             already_stored: Ok(650),
         };
         assert_eq!(
             summary_line("mg.example.com", &summary),
             "reconcile mg.example.com: 2023-11-14 22:13:20Z to 2023-11-14 23:13:20Z: 3 pages, \
-             700 events queued (650 of them stored already), 1 untrusted pages asked again; \
-             checkpoint 2023-11-14 23:13:20Z"
+             700 events queued (650 of them stored already), 1 untrusted pages asked again, 2 \
+             requests retried; checkpoint 2023-11-14 23:13:20Z"
         );
         let unmeasured = Summary {
             already_stored: Err("no DATABASE_URL"),

@@ -272,6 +272,11 @@ async fn rate_limits_are_waited_out_with_either_header_and_server_errors_are_ret
         .map(|request| request.status)
         .collect();
     assert_eq!(statuses, [429, 429, 500, 200, 200]);
+    assert!(
+        run.stdout.contains(", 3 requests retried;"),
+        "{}",
+        run.stdout
+    );
     // Retry-After said 1 s; the reset was 0.6 s after the second answer.
     assert!(
         started.elapsed() >= Duration::from_millis(1500),
