@@ -126,6 +126,13 @@ pub async fn ensure_partitions(
     Ok(ensured)
 }
 
+/// [`ensure_partitions`] from now, [`DEFAULT_MONTHS_AHEAD`] months ahead: what the worker runs.
+pub async fn ensure_partitions_ahead(
+    connection: &mut StoreConnection,
+) -> Result<Vec<EnsuredPartition>, StoreError> {
+    ensure_partitions(connection, Utc::now(), DEFAULT_MONTHS_AHEAD).await
+}
+
 /// Takes the maintenance lock and sets the lock timeout, for the current transaction.
 async fn lock_for_maintenance(connection: &mut StoreConnection) -> Result<(), StoreError> {
     diesel::sql_query(format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
