@@ -47,12 +47,10 @@ CREATE TABLE email_events (
     url               text,
     received_at       timestamptz NOT NULL DEFAULT now(),
     bot_kind          text,
-    recipient_as_sent text,
-    CONSTRAINT email_events_pkey PRIMARY KEY (event_key, occurred_at)
+    recipient_as_sent text
 ) PARTITION BY RANGE (occurred_at);
-
-CREATE INDEX email_events_message_idx ON email_events (message_id, recipient, occurred_at);
-CREATE INDEX email_events_recipient_idx ON email_events (recipient, occurred_at);
+-- The primary key and the indexes are added after the rows are copied: building an index once
+-- over a filled table is several times faster than maintaining three indexes row by row.
 
 CREATE TABLE email_events_default PARTITION OF email_events DEFAULT;
 
@@ -111,6 +109,10 @@ SELECT event_key, message_id, recipient, kind, occurred_at, event_id,
        backer_id, project_id, subject, status, status_tier, status_explicit, severity, reason,
        delivery_code, engagement, bot, url, received_at, bot_kind, recipient_as_sent
 FROM email_events_unpartitioned;
+
+ALTER TABLE email_events ADD CONSTRAINT email_events_pkey PRIMARY KEY (event_key, occurred_at);
+CREATE INDEX email_events_message_idx ON email_events (message_id, recipient, occurred_at);
+CREATE INDEX email_events_recipient_idx ON email_events (recipient, occurred_at);
 
 DROP TABLE email_events_unpartitioned;
 
