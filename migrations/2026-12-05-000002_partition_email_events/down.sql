@@ -23,6 +23,23 @@ CREATE TABLE email_events_plain (
     recipient_as_sent text
 );
 INSERT INTO email_events_plain SELECT * FROM email_events;
+-- Other indexes (added by other migrations) move to the plain table with their definitions.
+DO $$
+DECLARE
+    old_index record;
+BEGIN
+    FOR old_index IN
+        SELECT schemaname, indexname, indexdef FROM pg_indexes
+        WHERE tablename = 'email_events' AND schemaname = current_schema()
+          AND indexname NOT IN ('email_events_pkey', 'email_events_message_idx',
+                                'email_events_recipient_idx')
+    LOOP
+        EXECUTE format('DROP INDEX %I.%I', old_index.schemaname, old_index.indexname);
+        EXECUTE replace(replace(old_index.indexdef, ' ON ONLY ', ' ON '),
+                        format(' ON %I.email_events ', old_index.schemaname),
+                        format(' ON %I.email_events_plain ', old_index.schemaname));
+    END LOOP;
+END $$;
 DROP TABLE email_events;
 DROP FUNCTION mailtrail_create_event_partition(date);
 DROP INDEX sent_emails_recipient_idx;

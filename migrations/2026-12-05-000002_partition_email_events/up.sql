@@ -114,6 +114,26 @@ ALTER TABLE email_events ADD CONSTRAINT email_events_pkey PRIMARY KEY (event_key
 CREATE INDEX email_events_message_idx ON email_events (message_id, recipient, occurred_at);
 CREATE INDEX email_events_recipient_idx ON email_events (recipient, occurred_at);
 
+-- Any other index a migration before this one put on email_events (the conversions' attribution
+-- index, for one) moves to the new table with its name and definition.
+DO $$
+DECLARE
+    old_index record;
+BEGIN
+    FOR old_index IN
+        SELECT schemaname, indexname, indexdef FROM pg_indexes
+        WHERE tablename = 'email_events_unpartitioned' AND schemaname = current_schema()
+          AND indexname NOT IN ('email_events_unpartitioned_pkey',
+                                'email_events_unpartitioned_message_idx',
+                                'email_events_unpartitioned_recipient_idx')
+    LOOP
+        EXECUTE format('DROP INDEX %I.%I', old_index.schemaname, old_index.indexname);
+        EXECUTE replace(old_index.indexdef,
+                        format(' ON %I.email_events_unpartitioned ', old_index.schemaname),
+                        format(' ON %I.email_events ', old_index.schemaname));
+    END LOOP;
+END $$;
+
 DROP TABLE email_events_unpartitioned;
 
 -- `mailtrail erase --recipient` finds a person's rows by address; without an index that is a

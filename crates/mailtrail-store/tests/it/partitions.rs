@@ -93,6 +93,12 @@ async fn the_migration_converts_an_events_table_with_rows_in_it() {
         .unwrap();
     }
 
+    // An index another migration put on the table before this one must survive the conversion.
+    diesel::sql_query("CREATE INDEX email_events_extra_idx ON email_events (backer_id) WHERE bot")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+
     let (mut connection, applied) = migrate(connection).await.unwrap();
     assert_eq!(applied.len(), 1, "{applied:?}");
 
@@ -120,6 +126,16 @@ async fn the_migration_converts_an_events_table_with_rows_in_it() {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
     assert_eq!(names.last().map(String::as_str), Some(DEFAULT_PARTITION));
+
+    let indexes: Vec<Placement> = diesel::sql_query(
+        "SELECT indexdef AS partition, 0::int8 AS events FROM pg_indexes
+         WHERE tablename = 'email_events' AND indexname = 'email_events_extra_idx'",
+    )
+    .load(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(indexes.len(), 1, "the extra index was lost");
+    assert!(indexes[0].partition.contains("WHERE bot"), "{indexes:?}");
 
     // Deduplication is as exact as before: the same events again insert nothing.
     let again = upsert_events(&mut connection, &rows).await.unwrap();
