@@ -20,12 +20,14 @@
 //! | `consumer` | a worker's claim and settle ([`WorkerQueue`]) |
 //! | `lease` | leases, requeue of a dead worker's envelopes, poison detection, release |
 //! | `dead_letters` | reading, replaying and purging dead letters |
+//! | `dead_erasure` | finding and removing the dead letters that hold a person's address |
 //! | `inspect` | read-only views: backlog, in flight, skip counts |
 //! | `scripts` | every Lua script, with the keys and arguments it takes |
 
 mod checkpoint;
 mod connection;
 mod consumer;
+mod dead_erasure;
 mod dead_letters;
 pub mod defaults;
 mod error;

@@ -7,6 +7,7 @@
 
 mod mailgun_webhooks;
 mod postgres_commands;
+mod privacy_and_retention;
 mod purge_confirmation;
 mod queue_commands;
 mod readme_config;

@@ -6,5 +6,6 @@
 
 mod bookkeeping;
 mod checkpoint;
+mod dead_erasure;
 mod inspect;
 mod queue;
