@@ -16,6 +16,13 @@ pub enum QueueError {
         /// The worker id.
         worker: String,
     },
+    /// A batch names a shard the queue does not have (it was claimed under another
+    /// `MAILTRAIL_QUEUE_SHARDS`).
+    #[error("the queue has no shard {shard}")]
+    NoSuchShard {
+        /// The shard's index.
+        shard: usize,
+    },
 }
 
 impl QueueError {

@@ -14,14 +14,17 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | `connection` | [`Queue::connect`], the one way to a queue; the Redis durability check |
+//! | `connection` | [`Queue::connect`], the one way to a queue, and its shards; the Redis durability check |
+//! | `redis_connection` | one Redis server or a Redis Cluster behind one connection type |
 //! | `producer` | pushing envelopes onto the backlog |
-//! | `consumer` | a worker's claim and settle ([`WorkerQueue`]) |
+//! | `claim` | a worker's claim, fair over the shards ([`Claimed`]) |
+//! | `consumer` | a worker's settle ([`WorkerQueue`]) |
 //! | `lease` | leases, requeue of a dead worker's envelopes, poison detection, release |
 //! | `dead_letters` | reading, replaying and purging dead letters |
 //! | `inspect` | read-only views: backlog, in flight, skip counts |
 //! | `scripts` | every Lua script, with the keys and arguments it takes |
 
+mod claim;
 mod connection;
 mod consumer;
 mod dead_letters;
@@ -31,8 +34,10 @@ mod inspect;
 pub mod keys;
 mod lease;
 mod producer;
+mod redis_connection;
 mod scripts;
 
+pub use claim::Claimed;
 pub use connection::{Queue, QueueSettings, RedisDurability};
 pub use consumer::{
     ClaimedBatch, DeadEnvelope, SETTLED_MARKER_TTL, SettledBy, Settlement, SkippedCount,

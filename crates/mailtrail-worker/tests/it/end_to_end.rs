@@ -237,7 +237,7 @@ async fn events_queued_while_the_worker_is_down_are_written_when_it_starts() {
     // A clean stop leaves no lease and no registration behind.
     assert!(app.redis().list("processing:worker-1").is_empty());
     let workers: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("{}workers", app.redis().prefix()))
+        .arg(app.redis().key("workers"))
         .query(&mut app.redis().connection())
         .unwrap();
     assert!(workers.is_empty());

@@ -210,7 +210,7 @@ async fn a_second_process_with_a_live_workers_id_is_refused() {
     // Start the second only once the first holds the lease.
     let deadline = Instant::now() + Duration::from_secs(20);
     while redis::cmd("EXISTS")
-        .arg(format!("{}worker:same-id", redis.prefix()))
+        .arg(redis.key("worker:same-id"))
         .query::<i64>(&mut redis.connection())
         .unwrap()
         == 0
