@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 mod bookkeeping;
+mod cluster;
 mod inspect;
 mod queue;
