@@ -25,6 +25,7 @@ pub mod config;
 pub mod dead;
 pub mod http_post;
 pub mod migrate;
+pub mod migrate_keys;
 pub mod queue_status;
 pub mod rollups;
 pub mod sample;
@@ -92,6 +93,8 @@ pub enum Command {
 pub enum QueueCommand {
     /// Backlog, in-flight envelopes per worker, dead letters and skipped events.
     Status(queue_status::QueueStatusArgs),
+    /// Move what the queue holds under the key names before hash tags to the current ones.
+    MigrateKeys(migrate_keys::MigrateKeysArgs),
 }
 
 /// Runs one command, writing its output to `out` and reading confirmations from `input`.
@@ -111,6 +114,9 @@ pub async fn run(
         Command::Queue {
             command: QueueCommand::Status(args),
         } => queue_status::run(&connect_queue(config).await?, args, out).await?,
+        Command::Queue {
+            command: QueueCommand::MigrateKeys(args),
+        } => migrate_keys::run(&connect_queue(config).await?, args, out).await?,
         Command::Dead { command } => {
             dead::run(&connect_queue(config).await?, command, out, input).await?;
         }
@@ -189,6 +195,7 @@ mod tests {
         assert!(parses(&["dead", "purge", "--older-than", "30m", "--yes"]));
         assert!(!parses(&["dead", "purge"]));
         assert!(parses(&["queue", "status", "--json"]));
+        assert!(parses(&["queue", "migrate-keys", "--dry-run"]));
         assert!(parses(&[
             "send-sample",
             "--backers",

@@ -22,6 +22,7 @@
 //! | `lease` | leases, requeue of a dead worker's envelopes, poison detection, release |
 //! | `dead_letters` | reading, replaying and purging dead letters |
 //! | `inspect` | read-only views: backlog, in flight, skip counts |
+//! | `legacy_keys` | moving a queue from the key names before hash tags to the current ones |
 //! | `scripts` | every Lua script, with the keys and arguments it takes |
 
 mod claim;
@@ -33,6 +34,7 @@ mod error;
 mod inspect;
 pub mod keys;
 mod lease;
+mod legacy_keys;
 mod producer;
 mod redis_connection;
 mod scripts;
@@ -48,6 +50,7 @@ pub use error::{DurabilityError, QueueError};
 pub use inspect::{BacklogSnapshot, InFlight};
 pub use keys::QueueKeys;
 pub use lease::{Heartbeat, POISON_CAP, POISON_WINDOW, ReapedWorker, Requeued};
+pub use legacy_keys::LegacyKeys;
 pub use producer::PushOutcome;
 
 /// Milliseconds since the epoch.

@@ -82,7 +82,7 @@ impl Queue {
     }
 
     /// The shard a webhook signed with `token` goes to.
-    fn shard_for_token(&self, token: &str) -> Queue {
+    pub(crate) fn shard_for_token(&self, token: &str) -> Queue {
         let count = self.shard_count();
         if count == 1 {
             return self.clone();

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
+mod migrate_keys;
 mod postgres_commands;
 mod purge_confirmation;
 mod queue_commands;
