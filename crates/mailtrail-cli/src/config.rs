@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use mailtrail_core::{SigningKey, SigningKeys};
 use mailtrail_queue::QueueSettings;
-use mailtrail_queue::defaults::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
+use mailtrail_queue::defaults::{DEFAULT_QUEUE_SHARDS, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -35,6 +35,12 @@ pub struct CliEnv {
     /// `MAILTRAIL_REDIS_PREFIX`.
     #[serde(default = "default_prefix")]
     pub mailtrail_redis_prefix: String,
+    /// `MAILTRAIL_REDIS_CLUSTER`: `REDIS_URL` lists the seed nodes of a Redis Cluster.
+    #[serde(default)]
+    pub mailtrail_redis_cluster: bool,
+    /// `MAILTRAIL_QUEUE_SHARDS`: how many shards the queue has (0 counts as 1).
+    #[serde(default = "default_queue_shards")]
+    pub mailtrail_queue_shards: u16,
     /// `MAILTRAIL_SIGNING_KEYS`: comma-separated; `send-sample` signs with the first.
     #[serde(default)]
     pub mailtrail_signing_keys: Option<SecretString>,
@@ -58,6 +64,9 @@ fn default_redis_url() -> SecretString {
 fn default_prefix() -> String {
     DEFAULT_REDIS_PREFIX.to_owned()
 }
+fn default_queue_shards() -> u16 {
+    DEFAULT_QUEUE_SHARDS
+}
 fn default_receiver_url() -> String {
     "http://127.0.0.1:8080".to_owned()
 }
@@ -71,6 +80,10 @@ pub struct CliConfig {
     database_url: Option<SecretString>,
     redis_url: SecretString,
     redis_prefix: String,
+    /// A Redis Cluster rather than one server.
+    redis_cluster: bool,
+    /// The queue's shards (at least 1).
+    queue_shards: u16,
     signing_keys: Option<SigningKeys>,
     receiver_url: String,
     mailgun_api_key: Option<SecretString>,
@@ -122,6 +135,8 @@ impl CliConfig {
             database_url: present(env.database_url),
             redis_url: env.redis_url,
             redis_prefix: env.mailtrail_redis_prefix,
+            redis_cluster: env.mailtrail_redis_cluster,
+            queue_shards: env.mailtrail_queue_shards.max(1),
             signing_keys: env
                 .mailtrail_signing_keys
                 .and_then(|keys| SigningKeys::from_comma_separated(keys.expose_secret()).ok()),
@@ -183,6 +198,8 @@ impl CliConfig {
             url: self.redis_url.expose_secret().to_owned(),
             prefix: self.redis_prefix.clone(),
             response_timeout: REDIS_TIMEOUT,
+            cluster: self.redis_cluster,
+            shards: self.queue_shards,
         }
     }
 

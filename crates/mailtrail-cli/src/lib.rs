@@ -33,6 +33,7 @@ pub mod http_post;
 pub mod mailgun_webhooks;
 pub mod migrate;
 pub mod partitions;
+pub mod migrate_keys;
 pub mod queue_status;
 pub mod reconcile;
 pub mod retention;
@@ -120,6 +121,8 @@ pub enum Command {
 pub enum QueueCommand {
     /// Backlog, in-flight envelopes per worker, dead letters and skipped events.
     Status(queue_status::QueueStatusArgs),
+    /// Move what the queue holds under the key names before hash tags to the current ones.
+    MigrateKeys(migrate_keys::MigrateKeysArgs),
 }
 
 /// Runs one command, writing its output to `out` and reading confirmations from `input`.
@@ -139,6 +142,9 @@ pub async fn run(
         Command::Queue {
             command: QueueCommand::Status(args),
         } => queue_status::run(&connect_queue(config).await?, args, out).await?,
+        Command::Queue {
+            command: QueueCommand::MigrateKeys(args),
+        } => migrate_keys::run(&connect_queue(config).await?, args, out).await?,
         Command::Dead { command } => {
             dead::run(&connect_queue(config).await?, command, out, input).await?;
         }
@@ -224,6 +230,7 @@ mod tests {
         assert!(parses(&["dead", "purge", "--older-than", "30m", "--yes"]));
         assert!(!parses(&["dead", "purge"]));
         assert!(parses(&["queue", "status", "--json"]));
+        assert!(parses(&["queue", "migrate-keys", "--dry-run"]));
         assert!(parses(&[
             "send-sample",
             "--backers",

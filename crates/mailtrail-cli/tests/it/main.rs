@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 mod mailgun_webhooks;
+mod migrate_keys;
 mod postgres_commands;
 mod privacy_and_retention;
 mod purge_confirmation;

@@ -7,5 +7,6 @@
 mod bookkeeping;
 mod checkpoint;
 mod dead_erasure;
+mod cluster;
 mod inspect;
 mod queue;
