@@ -6,7 +6,7 @@
 
 mod bookkeeping;
 mod checkpoint;
-mod dead_erasure;
 mod cluster;
+mod dead_erasure;
 mod inspect;
 mod queue;
