@@ -324,7 +324,7 @@ async fn a_wrong_key_an_unknown_domain_a_sending_key_or_no_mailgun_fail_in_one_l
         assert!(!stderr.contains(FAKE_API_KEY), "{stderr}");
         assert!(redis.list("events").is_empty(), "{variable}={value}");
         let checkpoint: Option<String> = redis::cmd("GET")
-            .arg(format!("{}reconcile:{DOMAIN}", redis.prefix()))
+            .arg(redis.key(&format!("reconcile:{DOMAIN}")))
             .query(&mut redis.connection())
             .unwrap();
         assert_eq!(checkpoint, None, "{variable}={value}");
@@ -346,7 +346,7 @@ async fn a_run_without_a_range_continues_from_the_checkpoint() {
         .success();
     assert_eq!(events_queued(&first), 2, "{}", first.stdout);
     let checkpoint: i64 = redis::cmd("GET")
-        .arg(format!("{}reconcile:{DOMAIN}", redis.prefix()))
+        .arg(redis.key(&format!("reconcile:{DOMAIN}")))
         .query(&mut redis.connection())
         .unwrap();
     let expected = ((now - 600.0) * 1e6) as i64;
@@ -366,7 +366,7 @@ async fn a_run_without_a_range_continues_from_the_checkpoint() {
 
     // A backfill of an older range leaves the checkpoint where it is.
     let before: i64 = redis::cmd("GET")
-        .arg(format!("{}reconcile:{DOMAIN}", redis.prefix()))
+        .arg(redis.key(&format!("reconcile:{DOMAIN}")))
         .query(&mut redis.connection())
         .unwrap();
     mailtrail(
@@ -378,7 +378,7 @@ async fn a_run_without_a_range_continues_from_the_checkpoint() {
     .await
     .success();
     let after: i64 = redis::cmd("GET")
-        .arg(format!("{}reconcile:{DOMAIN}", redis.prefix()))
+        .arg(redis.key(&format!("reconcile:{DOMAIN}")))
         .query(&mut redis.connection())
         .unwrap();
     assert_eq!(after, before);
