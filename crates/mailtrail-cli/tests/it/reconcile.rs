@@ -63,6 +63,11 @@ fn queued_items(redis: &TestRedis) -> Vec<Value> {
         .collect()
 }
 
+/// The domain's checkpoint, read through the queue (which names its key).
+async fn checkpoint(redis: &TestRedis) -> Option<i64> {
+    redis.queue().reconcile_checkpoint(DOMAIN).await.unwrap()
+}
+
 /// The count of the summary line's "N events queued".
 fn events_queued(run: &Run) -> u64 {
     let line = run.stdout.trim();
@@ -323,11 +328,7 @@ async fn a_wrong_key_an_unknown_domain_a_sending_key_or_no_mailgun_fail_in_one_l
         assert!(stderr.contains(says) && stderr.contains(advice), "{stderr}");
         assert!(!stderr.contains(FAKE_API_KEY), "{stderr}");
         assert!(redis.list("events").is_empty(), "{variable}={value}");
-        let checkpoint: Option<String> = redis::cmd("GET")
-            .arg(redis.key(&format!("reconcile:{DOMAIN}")))
-            .query(&mut redis.connection())
-            .unwrap();
-        assert_eq!(checkpoint, None, "{variable}={value}");
+        assert_eq!(checkpoint(&redis).await, None, "{variable}={value}");
     }
 }
 
@@ -345,14 +346,11 @@ async fn a_run_without_a_range_continues_from_the_checkpoint() {
         .await
         .success();
     assert_eq!(events_queued(&first), 2, "{}", first.stdout);
-    let checkpoint: i64 = redis::cmd("GET")
-        .arg(redis.key(&format!("reconcile:{DOMAIN}")))
-        .query(&mut redis.connection())
-        .unwrap();
+    let saved = checkpoint(&redis).await.unwrap();
     let expected = ((now - 600.0) * 1e6) as i64;
     assert!(
-        (checkpoint - expected).abs() < 5_000_000,
-        "{checkpoint} vs {expected}"
+        (saved - expected).abs() < 5_000_000,
+        "{saved} vs {expected}"
     );
 
     // An event after the checkpoint: the next run reads only from there.
@@ -365,10 +363,8 @@ async fn a_run_without_a_range_continues_from_the_checkpoint() {
     assert_eq!(redis.list("events").len(), 3);
 
     // A backfill of an older range leaves the checkpoint where it is.
-    let before: i64 = redis::cmd("GET")
-        .arg(redis.key(&format!("reconcile:{DOMAIN}")))
-        .query(&mut redis.connection())
-        .unwrap();
+    let before = checkpoint(&redis).await;
+    assert!(before.is_some());
     mailtrail(
         &fake,
         &redis,
@@ -377,9 +373,5 @@ async fn a_run_without_a_range_continues_from_the_checkpoint() {
     .run()
     .await
     .success();
-    let after: i64 = redis::cmd("GET")
-        .arg(redis.key(&format!("reconcile:{DOMAIN}")))
-        .query(&mut redis.connection())
-        .unwrap();
-    assert_eq!(after, before);
+    assert_eq!(checkpoint(&redis).await, before);
 }
