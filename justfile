@@ -58,17 +58,18 @@ verify-units:
 migrate:
     cargo run --quiet --bin mailtrail -- migrate
 
-# Envelopes waiting in the backlog (redis-cli).
-backlog prefix="mailtrail:":
-    redis-cli LLEN {{prefix}}events
+# Envelopes waiting in the backlog of an unsharded queue (redis-cli; the tag is the prefix
+# without its `:`, see crates/mailtrail-queue/src/keys.rs).
+backlog tag="mailtrail":
+    redis-cli LLEN "{"{{tag}}"}:events"
 
 # The oldest waiting envelope, as queued (redis-cli).
-oldest prefix="mailtrail:":
-    redis-cli LRANGE {{prefix}}events -1 -1
+oldest tag="mailtrail":
+    redis-cli LRANGE "{"{{tag}}"}:events" -1 -1
 
 # Dead letters, newest first (redis-cli).
-dead prefix="mailtrail:" count="10":
-    redis-cli LRANGE {{prefix}}dead 0 {{count}}
+dead tag="mailtrail" count="10":
+    redis-cli LRANGE "{"{{tag}}"}:dead" 0 {{count}}
 
 # Fuzz one parser (json_webhook, form_webhook, multipart_webhook) for a bounded time.
 fuzz target="json_webhook" seconds="60":

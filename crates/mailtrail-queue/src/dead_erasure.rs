@@ -21,20 +21,27 @@ impl DeadEntry {
 }
 
 impl Queue {
-    /// Removes the given entries from the dead list (every copy of each); returns how many were
-    /// removed. An entry no longer there (replayed or purged meanwhile) is skipped.
+    /// Removes the given entries from the dead lists of every shard (every copy of each); returns
+    /// how many were removed. An entry no longer there (replayed or purged meanwhile) is skipped.
     pub async fn remove_dead(&self, entries: &[&DeadEntry]) -> Result<u64, QueueError> {
         if entries.is_empty() {
             return Ok(0);
         }
-        let dead = self.keys().dead();
-        let mut pipeline = redis::pipe();
-        pipeline.atomic();
-        for entry in entries {
-            pipeline.lrem(&dead, 0, &entry.raw);
+        // One transaction per shard: on a cluster the shards' dead lists live in different
+        // slots, which one MULTI cannot span. An entry is in one shard's list; LREM elsewhere
+        // removes nothing.
+        let mut total = 0;
+        for shard in self.shards() {
+            let dead = shard.keys().dead();
+            let mut pipeline = redis::pipe();
+            pipeline.atomic();
+            for entry in entries {
+                pipeline.lrem(&dead, 0, &entry.raw);
+            }
+            let removed: Vec<u64> = pipeline.query_async(&mut shard.connection()).await?;
+            total += removed.iter().sum::<u64>();
         }
-        let removed: Vec<u64> = pipeline.query_async(&mut self.connection()).await?;
-        Ok(removed.iter().sum())
+        Ok(total)
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`upsert_events`] writes a whole batch in one statement: new events go into the append-only
 //!   `email_events` table (deduplicated on their key) and only those update `sent_emails`, with
 //!   the precedence rule of `mailtrail_core::status` expressed in SQL.
+//! - [`count_stored_events`] says how many of some events are stored already (reconciliation).
 //! - [`tokens`] keeps the read API's tokens (hashed, scoped); [`messages`] lists sent messages in
 //!   keyset pages and shows one with its timeline.
 //! - [`partitions`] keeps the monthly partitions of `email_events` (created ahead, dropped past
@@ -18,6 +19,7 @@
 mod connection;
 pub mod erase;
 mod error;
+mod known;
 pub mod messages;
 mod migrate;
 pub mod partitions;
@@ -32,6 +34,7 @@ mod upsert;
 
 pub use connection::{StoreConnection, connect};
 pub use error::StoreError;
+pub use known::count_stored_events;
 pub use migrate::{MIGRATIONS, migrate};
 pub use pool::{PooledConnection, StorePool, connect_pool};
 pub use report::{StatsReport, stats_report};
