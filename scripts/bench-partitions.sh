@@ -14,8 +14,12 @@
 #    partitions each reads;
 # 4. `mailtrail erase --recipient` of one person on the full tables;
 # 5. retention: a DELETE of the oldest month's rows (rolled back) next to
-#    `mailtrail retention --yes` dropping the same month.
+#    `mailtrail retention --yes` dropping the same month;
+# 6. ingest: the worker's exact statement (`mailtrail-bench --sql-baseline`) on the partitioned
+#    table and on the same table unpartitioned (same key, same indexes), in alternating rounds
+#    on a second, fresh database.
 # Prints every figure; knobs: BENCH_PARTITION_MONTHS (13), BENCH_EVENTS_PER_MONTH (400000),
+# BENCH_INGEST_EVENTS (100000 per round), BENCH_INGEST_ROUNDS (3),
 # MAILTRAIL_TEST_DATABASE_URL (admin URL, default postgres://postgres@127.0.0.1:5432/postgres),
 # REDIS_URL (for erase's dead-letter pass; a unique prefix is used, so nothing is touched).
 set -euo pipefail
@@ -26,14 +30,21 @@ PER_MONTH=${BENCH_EVENTS_PER_MONTH:-400000}
 ADMIN_URL=${MAILTRAIL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 DB="mailtrail_bench_partitions_$$"
 DB_URL="${ADMIN_URL%/*}/$DB"
+INGEST_DB="mailtrail_bench_partitions_ingest_$$"
+INGEST_URL="${ADMIN_URL%/*}/$INGEST_DB"
 PARTITIONING=2026-12-05-000002_partition_email_events
 
-cleanup() { psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; }
+cleanup() {
+  for db in "$DB" "$INGEST_DB"; do
+    psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+}
 trap cleanup EXIT
 
 # A debug build is enough: every figure here is Postgres' time, not the binary's.
-cargo build --quiet --bin mailtrail
+cargo build --quiet --bin mailtrail --bin mailtrail-bench
 MAILTRAIL="${CARGO_TARGET_DIR:-target}/debug/mailtrail"
+MAILTRAIL_BENCH="${CARGO_TARGET_DIR:-target}/debug/mailtrail-bench"
 run_mailtrail() {
   env -i PATH="$PATH" DATABASE_URL="$DB_URL" REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/}" \
     MAILTRAIL_REDIS_PREFIX="mailtrail_bench_partitions_$$:" "$MAILTRAIL" "$@"
@@ -143,3 +154,35 @@ run_mailtrail retention --events-older-than "$((MONTHS - 2))mo"
 retention_seconds=$(seconds_of run_mailtrail retention --events-older-than "$((MONTHS - 2))mo" --yes)
 echo "mailtrail retention --events-older-than $((MONTHS - 2))mo --yes: ${retention_seconds} s"
 sql -At -c "SELECT 'partitions left: ' || count(*) FROM pg_inherits WHERE inhparent = 'email_events'::regclass"
+
+echo "## 6. ingest: the worker's statement, partitioned and unpartitioned"
+INGEST_EVENTS=${BENCH_INGEST_EVENTS:-100000}
+ROUNDS=${BENCH_INGEST_ROUNDS:-3}
+psql -q "$ADMIN_URL" -c "CREATE DATABASE $INGEST_DB"
+env -i PATH="$PATH" DATABASE_URL="$INGEST_URL" "$MAILTRAIL" migrate >/dev/null
+# The same table unpartitioned: same columns, key and indexes (LIKE ... INCLUDING ALL).
+psql -q -v ON_ERROR_STOP=1 "$INGEST_URL" \
+  -c "CREATE TABLE email_events_plain (LIKE email_events INCLUDING ALL)"
+swap() { # makes email_events the partitioned ($1 = partitioned) or the plain table
+  local other=plain
+  [[ $1 == plain ]] && other=partitioned
+  psql -q -v ON_ERROR_STOP=1 "$INGEST_URL" <<SQL
+BEGIN;
+ALTER TABLE email_events RENAME TO email_events_$other;
+ALTER TABLE email_events_$1 RENAME TO email_events;
+COMMIT;
+SQL
+}
+ingest_round() { # prints the events/s of one --sql-baseline run on a truncated table
+  psql -q "$INGEST_URL" -c "TRUNCATE email_events, sent_emails, project_rollups, system_rollups; CHECKPOINT"
+  env -i PATH="$PATH" DATABASE_URL="$INGEST_URL" MAILTRAIL_SIGNING_KEYS=bench-key \
+    "$MAILTRAIL_BENCH" --sql-baseline "$INGEST_EVENTS" --batch-size 1000 --json \
+    | grep -oP '"per_s":\s*\K[0-9.]+'
+}
+current=partitioned
+for round in $(seq "$ROUNDS"); do
+  for layout in partitioned plain; do
+    if [[ $layout != "$current" ]]; then swap "$layout"; current=$layout; fi
+    echo "round $round, $layout: $(ingest_round) events/s"
+  done
+done

@@ -1,10 +1,14 @@
 //! `partitions`, `retention` and `erase` through the real binary: months are created ahead and
 //! listed, retention says what it would drop and drops it only with `--yes`, and an erasure
-//! removes a person's rows, events and dead letters and leaves the counters exact.
+//! removes a person's rows, events and dead letters (on every shard of a clustered queue) and
+//! leaves the counters exact.
 
-use mailtrail_core::EventKind;
+use std::time::Duration;
+
+use mailtrail_core::{Envelope, EventKind, Source};
+use mailtrail_queue::{ClaimedBatch, DeadEnvelope, Settlement, now_ms};
 use mailtrail_store::upsert_events;
-use mailtrail_testing::{TestDatabase, TestRedis, event_at, worker_row};
+use mailtrail_testing::{QueueLayout, TestDatabase, TestRedis, event_at, worker_row};
 
 use crate::support::{DAY, Mailtrail, Seed, old_dead_letter};
 
@@ -159,4 +163,67 @@ async fn erase_removes_a_person_from_rows_events_and_dead_letters_and_keeps_coun
 fn project_total(json: &str) -> u64 {
     let json: serde_json::Value = serde_json::from_str(json).unwrap();
     json["groups"][0]["total"].as_u64().unwrap()
+}
+
+/// Dead-letters `envelope` on shard `shard` the way a worker does: push, claim, settle as dead.
+async fn dead_letter_on_shard(redis: &TestRedis, shard: usize, envelope: &str) {
+    let worker = redis.worker_queue("eraser-test-worker");
+    let queue = worker.queue().shard(shard).unwrap();
+    queue.push_envelope(envelope).await.unwrap();
+    let claimed = worker
+        .claim_batch(1, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(claimed, [envelope]);
+    worker
+        .settle(&Settlement {
+            claimed: ClaimedBatch::of(&claimed),
+            dead: vec![DeadEnvelope {
+                envelope: envelope.to_owned(),
+                reason: "body is not JSON".to_owned(),
+            }],
+            ..Settlement::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_cluster_with_one_and_three_shards_erase_finds_dead_letters_on_every_shard() {
+    for layout in QueueLayout::ON_CLUSTER {
+        let database = TestDatabase::create().await;
+        let redis = TestRedis::with_layout(layout);
+        let shards = redis
+            .worker_queue("eraser-test-worker")
+            .queue()
+            .shard_count();
+        let body = |recipient: &str| {
+            Envelope::new(
+                Source::Mailgun,
+                now_ms(),
+                "application/x-www-form-urlencoded",
+                format!("event=bounced&recipient={recipient}").as_bytes(),
+            )
+            .to_json()
+        };
+        // Two of Hal's dead letters on the last and the first shard, and one of someone else.
+        dead_letter_on_shard(&redis, shards - 1, &body("hal%40example.com")).await;
+        dead_letter_on_shard(&redis, 0, &body("Hal%40Example.com&code=550")).await;
+        dead_letter_on_shard(&redis, shards / 2, &body("ida%40example.com")).await;
+
+        let erased = Mailtrail::new(&["erase", "--recipient", "hal@example.com"])
+            .database(&database)
+            .redis(&redis)
+            .run()
+            .await
+            .success();
+        assert!(
+            erased.stdout.contains("erased from Redis: 2 dead letters"),
+            "{layout:?}: {}",
+            erased.stdout
+        );
+        let left = redis.queue().dead_letters(0, 10).await.unwrap();
+        assert_eq!(left.len(), 1, "{layout:?}");
+        assert!(left[0].raw.contains("ida%40example.com"), "{layout:?}");
+    }
 }
