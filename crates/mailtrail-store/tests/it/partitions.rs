@@ -307,3 +307,70 @@ async fn timeline_and_partitions_read(
         .await
         .unwrap()
 }
+
+#[derive(QueryableByName)]
+struct Waiting {
+    #[diesel(sql_type = BigInt)]
+    waiting: i64,
+}
+
+/// A worker's batch that meets a partition being attached (the worker's partition upkeep moving
+/// a month out of the default partition) is refused by Postgres with a check violation. Nothing
+/// is wrong with its rows: the error must count as transient, or the worker would dead-letter
+/// good events, and the same batch, retried, lands in the new partition.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_that_meets_a_partition_being_attached_is_retried_not_refused() {
+    let database = TestDatabase::create().await;
+    let mut maintenance = database.connect().await;
+    let mut observer = database.connect().await;
+    let mut writer = database.connect().await;
+    diesel::sql_query("BEGIN")
+        .execute(&mut maintenance)
+        .await
+        .unwrap();
+    diesel::sql_query("SELECT * FROM mailtrail_create_event_partition('2019-03-01')")
+        .execute(&mut maintenance)
+        .await
+        .unwrap();
+
+    let event = delivered("late@x", "ann@example.com", noon(2019, 3, 10));
+    let batch = tokio::spawn(async move {
+        let result = upsert_events(&mut writer, std::slice::from_ref(&event)).await;
+        (writer, event, result)
+    });
+    // The batch waits on the partition's locks; the maintenance commits only then.
+    let mut waited = 0;
+    loop {
+        let waiting: Waiting = diesel::sql_query(
+            "SELECT count(*) AS waiting FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE NOT l.granted AND a.datname = current_database()",
+        )
+        .get_result(&mut observer)
+        .await
+        .unwrap();
+        if waiting.waiting > 0 {
+            break;
+        }
+        waited += 1;
+        assert!(
+            waited < 500,
+            "the batch never waited on the partition's locks"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    diesel::sql_query("COMMIT")
+        .execute(&mut maintenance)
+        .await
+        .unwrap();
+
+    let (mut writer, event, result) = batch.await.unwrap();
+    if let Err(error) = result {
+        assert!(error.is_transient(), "{error}");
+        let counts = upsert_events(&mut writer, &[event]).await.unwrap();
+        assert_eq!(counts.events_inserted, 1);
+    }
+    assert_eq!(
+        placement(&mut writer).await,
+        [("email_events_2019_03".to_owned(), 1)]
+    );
+}
