@@ -68,7 +68,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Starts one redis-server on a free port (cluster mode when $1 = cluster); prints its port.
+# Starts one redis-server on a free port (cluster mode when $1 = cluster); sets PORT. Not to be
+# called in a $(...) subshell, which would keep its pid from SERVER_PIDS and so from the cleanup.
 start_server() {
   local port bus dir
   port=$(free_port)
@@ -84,19 +85,20 @@ start_server() {
     "${cluster_args[@]}" >/dev/null 2>&1 &
   SERVER_PIDS+=($!)
   for _ in $(seq 1 50); do [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
-  echo "$port"
+  PORT=$port
 }
 
 # Sets REDIS_URL and CLUSTER for a layout: `single`, or `cluster` (three masters).
 start_layout() {
   stop_servers
   if [ "$1" = single ]; then
-    REDIS_URL="redis://127.0.0.1:$(start_server single)/"
+    start_server single
+    REDIS_URL="redis://127.0.0.1:$PORT/"
     CLUSTER=false
     return
   fi
   local ports=() nodes=() urls=()
-  for _ in 1 2 3; do ports+=("$(start_server cluster)"); done
+  for _ in 1 2 3; do start_server cluster; ports+=("$PORT"); done
   for port in "${ports[@]}"; do nodes+=("127.0.0.1:$port"); urls+=("redis://127.0.0.1:$port/"); done
   redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
   for _ in $(seq 1 300); do
