@@ -34,6 +34,11 @@ lint:
 bench:
     scripts/bench.sh
 
+# The partitioned events table at size (13 months of events): migration, timeline pruning,
+# erase, retention; the figures docs/scaling.md quotes. Knobs: BENCH_EVENTS_PER_MONTH, ...
+bench-partitions:
+    scripts/bench-partitions.sh
+
 # Chaos (not part of `test`; minutes, release build): 100,000 signed webhooks while workers,
 # receiver and Redis are killed -9 and Postgres refuses connections for a minute; then checks
 # every accepted webhook landed exactly once. Knobs: CHAOS_N, CHAOS_RATE, ... (scripts/chaos.sh).

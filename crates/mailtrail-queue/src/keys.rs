@@ -17,6 +17,7 @@
 //! | `{tag}:recovered` | hash | SHA-1 of an envelope → `{count}:{first_ms}`: times it was recovered from a dead worker since `first_ms` |
 //! | `{tag}:reaped:{worker}` | hash, TTL | the recovery counts the last reap of `worker` added (SHA-1 → count), taken back if that worker turns out to be alive |
 //! | `{tag}:settled:{batch}` | string, TTL | a claimed batch whose settle took effect; a repeated settle of it does nothing |
+//! | `{tag}:reconcile:{domain}` | string | microseconds since the epoch up to which `mailtrail reconcile` has queued `domain`'s events; set in the same transaction as the push of the events it covers (shard 0's tag, the shard reconciliation pushes to) |
 //!
 //! **Tags.** The tag is the prefix (`MAILTRAIL_REDIS_PREFIX`, default `mailtrail:`) without its
 //! trailing `:`: with one shard, `{mailtrail}:events`. With N shards, shard `s` takes the first
@@ -158,6 +159,11 @@ impl QueueKeys {
     pub fn settled(&self, batch: &str) -> String {
         format!("{}settled:{batch}", self.base)
     }
+
+    /// How far reconciliation with Mailgun's Events API got for `domain`.
+    pub fn reconcile_checkpoint(&self, domain: &str) -> String {
+        format!("{}reconcile:{domain}", self.base)
+    }
 }
 
 /// The shard (of `shards`) a signature token's webhook goes to: its hash slot, modulo.
@@ -247,6 +253,10 @@ mod tests {
         assert_eq!(keys.recovered(), "{mailtrail}:recovered");
         assert_eq!(keys.reaped("w1"), "{mailtrail}:reaped:w1");
         assert_eq!(keys.settled("b7"), "{mailtrail}:settled:b7");
+        assert_eq!(
+            keys.reconcile_checkpoint("mg.example.com"),
+            "{mailtrail}:reconcile:mg.example.com"
+        );
         assert_eq!(keys.prefix(), "mailtrail:");
     }
 
