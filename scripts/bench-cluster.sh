@@ -68,7 +68,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Starts one redis-server on a free port (cluster mode when $1 = cluster); prints its port.
+# Starts one redis-server on a free port (cluster mode when $1 = cluster); sets PORT. Not to be
+# called in a $(...) subshell, which would keep its pid from SERVER_PIDS and so from the cleanup.
 start_server() {
   local port bus dir
   port=$(free_port)
@@ -84,19 +85,20 @@ start_server() {
     "${cluster_args[@]}" >/dev/null 2>&1 &
   SERVER_PIDS+=($!)
   for _ in $(seq 1 50); do [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
-  echo "$port"
+  PORT=$port
 }
 
 # Sets REDIS_URL and CLUSTER for a layout: `single`, or `cluster` (three masters).
 start_layout() {
   stop_servers
   if [ "$1" = single ]; then
-    REDIS_URL="redis://127.0.0.1:$(start_server single)/"
+    start_server single
+    REDIS_URL="redis://127.0.0.1:$PORT/"
     CLUSTER=false
     return
   fi
   local ports=() nodes=() urls=()
-  for _ in 1 2 3; do ports+=("$(start_server cluster)"); done
+  for _ in 1 2 3; do start_server cluster; ports+=("$PORT"); done
   for port in "${ports[@]}"; do nodes+=("127.0.0.1:$port"); urls+=("redis://127.0.0.1:$port/"); done
   redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
   for _ in $(seq 1 300); do
@@ -116,6 +118,17 @@ run_env() {
     MAILTRAIL_QUEUE_SHARDS="$SHARDS" MAILTRAIL_REDIS_PREFIX="$PREFIX" \
     MAILTRAIL_SIGNING_KEYS="$SIGNING_KEY" MAILTRAIL_RECEIVER_URL="http://127.0.0.1:$RECEIVER_PORT" "$@"
 }
+# Starts a service in the background with run_env's variables; $1 = its log, then VAR=value ...
+# and the binary. Sets SPAWNED to the binary's pid (env execs it), so stop_pid reaches it; a
+# function put in the background would give the pid of a subshell instead.
+spawn() {
+  local log=$1
+  shift
+  env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" MAILTRAIL_REDIS_CLUSTER="$CLUSTER" \
+    MAILTRAIL_QUEUE_SHARDS="$SHARDS" MAILTRAIL_REDIS_PREFIX="$PREFIX" \
+    MAILTRAIL_SIGNING_KEYS="$SIGNING_KEY" "$@" >>"$log" 2>&1 &
+  SPAWNED=$!
+}
 queue_left() {  # envelopes waiting plus in flight, or "x" when the status cannot be read
   run_env "$RELEASE_DIR"/mailtrail queue status --json 2>/dev/null \
     | jq -r '.backlog.length + ([.in_flight[].envelopes] | add // 0)' 2>/dev/null || echo x
@@ -128,9 +141,9 @@ measure() {
   log "$name: $kind, $SHARDS shard(s)"
   start_layout "$kind"
   RECEIVER_PORT=$(free_port)
-  run_env MAILTRAIL_BIND="127.0.0.1:$RECEIVER_PORT" MAILTRAIL_HTTP_WORKERS="$HTTP_WORKERS" \
-    RUST_LOG=info "$RELEASE_DIR"/mailtrail-receiver >>"$WORK/receiver-$name.log" 2>&1 &
-  RECEIVER_PID=$!
+  spawn "$WORK/receiver-$name.log" MAILTRAIL_BIND="127.0.0.1:$RECEIVER_PORT" \
+    MAILTRAIL_HTTP_WORKERS="$HTTP_WORKERS" RUST_LOG=info "$RELEASE_DIR"/mailtrail-receiver
+  RECEIVER_PID=$SPAWNED
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$RECEIVER_PORT") 2>/dev/null && break; sleep 0.1; done
   run_env "$RELEASE_DIR"/mailtrail-bench --connections "$CONNECTIONS" --duration 2s --json >/dev/null
   run_env "$RELEASE_DIR"/mailtrail-bench --connections "$CONNECTIONS" --duration "${SECONDS_RUN}s" \
@@ -143,9 +156,10 @@ measure() {
   [ "$(queue_left)" = "$FILL" ] || { echo "the fill did not queue $FILL envelopes" >&2; exit 1; }
   WORKER_PIDS=()
   for n in $(seq 1 "$WORKERS"); do
-    run_env MAILTRAIL_WORKER_ID="bench-$name-$n" MAILTRAIL_BATCH_SIZE="$BATCH" MAILTRAIL_MIGRATE=false \
-      MAILTRAIL_METRICS_BIND="" RUST_LOG=info "$RELEASE_DIR"/mailtrail-worker >>"$WORK/worker-$name.log" 2>&1 &
-    WORKER_PIDS+=($!)
+    spawn "$WORK/worker-$name.log" MAILTRAIL_WORKER_ID="bench-$name-$n" \
+      MAILTRAIL_BATCH_SIZE="$BATCH" MAILTRAIL_MIGRATE=false MAILTRAIL_METRICS_BIND="" RUST_LOG=info \
+      "$RELEASE_DIR"/mailtrail-worker
+    WORKER_PIDS+=("$SPAWNED")
   done
   local start="" end="" left
   for _ in $(seq 1 1500); do

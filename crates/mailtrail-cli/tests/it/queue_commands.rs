@@ -357,6 +357,27 @@ async fn dead_replay_all_twice(layout: QueueLayout) {
     for envelope in &envelopes {
         dead_letter(&redis, "w", envelope, "bad").await;
     }
+    // Listed together, whichever shards they are in; the last one is shown by its index.
+    let listed = Mailtrail::new(&["dead", "list"])
+        .redis(&redis)
+        .run()
+        .await
+        .success();
+    assert!(
+        listed.stdout.starts_with("3 dead letters; showing 3"),
+        "{}",
+        listed.stdout
+    );
+    let last = Mailtrail::new(&["dead", "show", "2", "--raw"])
+        .redis(&redis)
+        .run()
+        .await
+        .success();
+    assert!(
+        last.stdout.contains("\"reason\":\"bad\""),
+        "{}",
+        last.stdout
+    );
 
     let first = Mailtrail::new(&["dead", "replay", "--all"])
         .redis(&redis)
