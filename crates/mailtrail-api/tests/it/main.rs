@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
+mod browser;
+mod dashboard;
 mod endpoints;
 mod scope;
 mod support;
