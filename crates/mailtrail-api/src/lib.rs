@@ -89,11 +89,13 @@ impl Application {
             None => None,
         };
         let pool = web::Data::new(pool);
+        let rankings = web::Data::new(dashboard::rankings::Rankings::new());
         let mut server =
             HttpServer::new(move || {
                 App::new()
                     .app_data(pool.clone())
                     .app_data(metrics.clone())
+                    .app_data(rankings.clone())
                     .app_data(web::QueryConfig::default().error_handler(|error, _| {
                         error::ApiError::BadQuery(error.to_string()).into()
                     }))

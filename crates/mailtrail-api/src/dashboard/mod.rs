@@ -21,6 +21,7 @@ mod messages;
 mod overview;
 pub mod pages;
 mod project;
+pub mod rankings;
 pub mod render;
 pub mod session;
 pub mod svg;

@@ -4,11 +4,12 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use mailtrail_store::standings::{ProjectStanding, RankedRate, project_standings, worst};
+use mailtrail_store::standings::{ProjectStanding, RankedRate, worst};
 use mailtrail_store::{StatsQuery, StatsScope, StorePool, stats_report};
 
 use super::error::PageError;
 use super::pages::{Nav, RangeQuery, query};
+use super::rankings::{FRESH_FOR, Rankings};
 use super::render;
 use super::session::Viewer;
 use super::svg;
@@ -46,6 +47,8 @@ pub struct OverviewPage {
     worst_bounce: Vec<RankedProject>,
     worst_complaint: Vec<RankedProject>,
     min_messages: u64,
+    /// How old a ranking may be, in seconds.
+    rankings_age_secs: u64,
 }
 
 fn ranked(standings: &[ProjectStanding], rate: RankedRate) -> Vec<RankedProject> {
@@ -82,6 +85,7 @@ pub async fn overview(
     request: HttpRequest,
     viewer: Viewer,
     pool: web::Data<StorePool>,
+    rankings: web::Data<Rankings>,
 ) -> Result<HttpResponse, PageError> {
     viewer.caller().require_all()?;
     let params: RangeQuery = query(&request)?;
@@ -95,7 +99,14 @@ pub async fn overview(
     )
     .await?;
     let group = report.groups.into_iter().next().unwrap_or_default();
-    let standings = project_standings(&mut connection, since, until, MIN_MESSAGES_TO_RANK).await?;
+    let standings = rankings
+        .standings(
+            &mut connection,
+            range.since,
+            range.until,
+            MIN_MESSAGES_TO_RANK,
+        )
+        .await?;
     let has_messages = group.total > 0 || {
         let ever = StatsQuery::new(StatsScope::All);
         stats_report(&mut connection, &ever)
@@ -119,6 +130,7 @@ pub async fn overview(
             worst_bounce: ranked(&standings, RankedRate::Bounce),
             worst_complaint: ranked(&standings, RankedRate::Complaint),
             min_messages: MIN_MESSAGES_TO_RANK,
+            rankings_age_secs: FRESH_FOR.as_secs(),
         },
     )
 }

@@ -255,11 +255,11 @@ impl SubjectColumn {
         match self {
             Self::Subject => "Subject",
             Self::Total => "Messages",
-            Self::Delivery => "Delivery",
-            Self::Bounce => "Bounce",
-            Self::Complaint => "Complaint",
-            Self::Open => "Opens",
-            Self::Click => "Clicks",
+            Self::Delivery => "Delivery rate",
+            Self::Bounce => "Bounce rate",
+            Self::Complaint => "Complaint rate",
+            Self::Open => "Open rate",
+            Self::Click => "Click rate",
         }
     }
 

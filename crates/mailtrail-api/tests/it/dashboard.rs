@@ -215,6 +215,23 @@ async fn empty_pages_say_what_to_do_and_email_text_is_escaped() {
     let overview = get(&api, &format!("/overview?{range}"), Some(&staff)).await;
     assert_eq!(overview.status, 200);
     assert!(overview.body.contains("<strong>6</strong> messages"));
+    // The rankings' figures come from the counters, as each project's own report.
+    let mut connection = api.database().connect().await;
+    let standings = mailtrail_store::standings::project_standings(&mut connection, None, None, 2)
+        .await
+        .unwrap();
+    let figures: Vec<(i64, u64, String)> = standings
+        .iter()
+        .map(|standing| {
+            let rate = standing.group.bounce_rate_percent.unwrap().to_string();
+            (standing.project_id, standing.group.total, rate)
+        })
+        .collect();
+    assert_eq!(
+        figures,
+        [(7, 5, "20.0%".to_owned())],
+        "project 8 has 1 message"
+    );
     let jump = get(&api, "/projects?project_id=7", Some(&staff)).await;
     assert_eq!(jump.location.as_deref(), Some("/projects/7"));
     let stylesheet = get(&api, "/static/dashboard.css", None).await;
