@@ -9,7 +9,7 @@ use mailtrail_store::{StatsQuery, StatsScope, StorePool, stats_report};
 
 use super::error::PageError;
 use super::pages::{Nav, RangeQuery, query};
-use super::rankings::{FRESH_FOR, Rankings};
+use super::rankings::{FRESH_FOR, KEEP_FOR, Rankings};
 use super::render;
 use super::session::Viewer;
 use super::svg;
@@ -47,8 +47,10 @@ pub struct OverviewPage {
     worst_bounce: Vec<RankedProject>,
     worst_complaint: Vec<RankedProject>,
     min_messages: u64,
-    /// How old a ranking may be, in seconds.
-    rankings_age_secs: u64,
+    /// How often a ranking is read again while the page is viewed, in seconds.
+    rankings_fresh_secs: u64,
+    /// How old a ranking shown may be at most, in minutes.
+    rankings_keep_mins: u64,
 }
 
 fn ranked(standings: &[ProjectStanding], rate: RankedRate) -> Vec<RankedProject> {
@@ -92,6 +94,11 @@ pub async fn overview(
     let range = DayRange::chosen(params.since.as_deref(), params.until.as_deref())?;
     let (since, until) = (Some(range.since), Some(range.until));
 
+    // First, before this request holds a connection: a ranking read now takes one of its own.
+    let standings = rankings
+        .into_inner()
+        .standings(&pool, range.since, range.until, MIN_MESSAGES_TO_RANK)
+        .await?;
     let mut connection = crate::routes::connection(&pool).await?;
     let report = stats_report(
         &mut connection,
@@ -99,14 +106,6 @@ pub async fn overview(
     )
     .await?;
     let group = report.groups.into_iter().next().unwrap_or_default();
-    let standings = rankings
-        .standings(
-            &mut connection,
-            range.since,
-            range.until,
-            MIN_MESSAGES_TO_RANK,
-        )
-        .await?;
     let has_messages = group.total > 0 || {
         let ever = StatsQuery::new(StatsScope::All);
         stats_report(&mut connection, &ever)
@@ -130,7 +129,8 @@ pub async fn overview(
             worst_bounce: ranked(&standings, RankedRate::Bounce),
             worst_complaint: ranked(&standings, RankedRate::Complaint),
             min_messages: MIN_MESSAGES_TO_RANK,
-            rankings_age_secs: FRESH_FOR.as_secs(),
+            rankings_fresh_secs: FRESH_FOR.as_secs(),
+            rankings_keep_mins: KEEP_FOR.as_secs() / 60,
         },
     )
 }
