@@ -24,6 +24,7 @@ mod project;
 pub mod rankings;
 pub mod render;
 pub mod session;
+pub mod subject_table;
 pub mod svg;
 pub mod view;
 

@@ -11,10 +11,10 @@ use super::error::PageError;
 use super::pages::{Nav, query};
 use super::render;
 use super::session::Viewer;
+use super::subject_table::{SubjectColumn, SubjectSort};
 use super::svg;
 use super::view::{
-    DayRange, RateCard, StatusShare, SubjectColumn, SubjectSort, daily_points, funnel_steps,
-    percent, rate_cards, status_mix,
+    DayRange, RateCard, StatusShare, daily_points, funnel_steps, percent, rate_cards, status_mix,
 };
 use crate::error::parse_id;
 
