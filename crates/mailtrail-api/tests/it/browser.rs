@@ -277,6 +277,23 @@ async fn a_project_creator_sees_the_stories_in_a_real_browser() {
         .await
         .unwrap();
     screenshot(&browser, "project").await;
+    // On a phone: nothing wider than the screen but the tables, which scroll in their own box.
+    browser.set_window_size(390, 1400).await.unwrap();
+    browser.refresh().await.unwrap();
+    let widths = browser
+        .execute(
+            "return [document.body.scrollWidth, document.documentElement.clientWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (page, screen) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+    assert!(
+        page <= screen,
+        "the page is {page} px wide on a {screen} px screen"
+    );
+    screenshot(&browser, "project-phone").await;
+    browser.set_window_size(1280, 2200).await.unwrap();
 
     // A backer's messages (project 7's only), then a message's timeline.
     let field = browser
