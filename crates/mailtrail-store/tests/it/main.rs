@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
+mod erase;
+mod partitions;
 mod pool;
 mod recipients;
 mod report;
