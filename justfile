@@ -20,9 +20,11 @@ stop:
     -@[ -f .dev/api.pid ] && kill "$(cat .dev/api.pid)" 2>/dev/null; rm -f .dev/api.pid
     scripts/services.sh stop
 
-# Run every test against the real Postgres and Redis (started if needed).
+# Run every test against the real Postgres and Redis (started if needed); the dashboard's
+# browser tests need chromium and chromium-driver (installed with apt when missing and possible).
 test:
     scripts/services.sh ensure
+    scripts/browser.sh ensure
     MAILTRAIL_CORPUS_DIR="{{corpus}}" cargo test --workspace
 
 # Formatting and lints, as CI runs them.

@@ -24,8 +24,8 @@
 # Knobs (environment): BENCH_CONNECTIONS (32), BENCH_SECONDS (10), BENCH_RATE (2000),
 # BENCH_FILL (200000), BENCH_BATCH (1000), BENCH_ROUNDS (3), BENCH_E2E_RATE (25000),
 # BENCH_E2E_SUSTAINED_RATE (8000), BENCH_E2E_SECONDS (20),
-# BENCH_HTTP_WORKERS (0 = one per core), BENCH_STATS_SIZES (250000,2500000; 0 skips the statistics
-# stage), BENCH_CRITERION (1 = also run the parse
+# BENCH_HTTP_WORKERS (0 = one per core), BENCH_STATS_SIZES (250000,2500000; 0 skips the statistics,
+# read API and dashboard stages), BENCH_CRITERION (1 = also run the parse
 # micro-benchmarks), MAILTRAIL_TEST_DATABASE_URL (admin URL of the Postgres to use),
 # BENCH_REDIS (`cluster` = also run scripts/bench-cluster.sh: the receiver and worker stages on a
 # local three-master Redis Cluster with 3 shards, next to a single node; its table joins the
@@ -352,6 +352,17 @@ if [ "$STATS_SIZES" != 0 ]; then
   else
     echo "wrk is not installed and cannot be: the API stage is skipped" >&2
   fi
+
+  # The dashboard's pages on the same database: sequential requests, p50/p99 per page.
+  log "dashboard: each main page 100 times in a row, at the largest size"
+  API_PORT=$(free_port)
+  env DATABASE_URL="${ADMIN_URL%/*}/${DB_NAME}_stats" MAILTRAIL_API_BIND="127.0.0.1:$API_PORT" \
+    MAILTRAIL_API_METRICS_BIND="" RUST_LOG=warn "$RELEASE_DIR"/mailtrail-api >>"$WORK/api.log" 2>&1 &
+  API_PID=$!
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT") 2>/dev/null && break; sleep 0.1; done
+  DATABASE_URL="${ADMIN_URL%/*}/${DB_NAME}_stats" mailtrail_bench --dashboard "http://127.0.0.1:$API_PORT" \
+    --json | tee "$WORK/dashboard.jsonl"
+  stop_pid "$API_PID"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -437,6 +448,14 @@ SUMMARY="$OUT_DIR/summary.md"
         END { printf "| %s | %.0f | %s | %s | %d non-2xx |\n", endpoint, rps, p50, p99, errors }
       ' "$WORK/wrk-$name.txt"
     done < "$WORK/wrk-endpoints.txt"
+  fi
+  if [ -s "$WORK/dashboard.jsonl" ]; then
+    echo
+    echo "Dashboard at the largest size (each page 100 times in a row after 5 warm-up requests; request sent to last byte read; target < 50 ms):"
+    echo
+    echo "| page | token | status | bytes | first (cold) | p50 | p99 | max |"
+    echo "|---|---|---|---|---|---|---|---|"
+    grep '^{' "$WORK/dashboard.jsonl" | jq -r '"| `\(.page)` | \(.token) | \(.status) | \(.bytes) | \(.first_ms * 100 | round / 100) ms | \(.p50_ms * 100 | round / 100) ms | \(.p99_ms * 100 | round / 100) ms | \(.max_ms * 100 | round / 100) ms |"'
   fi
   if [ -s "$WORK/cluster.md" ]; then
     echo

@@ -7,7 +7,7 @@
 #    .dev/);
 # 4. signed sample events through the receiver (`mailtrail send-sample`);
 # 5. the deliverability table once the worker has drained the backlog, and a ready-to-paste
-#    `curl` of the read API with a fresh token.
+#    `curl` of the read API with a fresh token, and the dashboard's address with a project token.
 # The services keep running; `just stop` stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,5 +96,10 @@ token=$("$BIN/mailtrail" api-token create --name "dev-$(date +%s)")
 echo "curl -s -H 'Authorization: Bearer $token' http://$MAILTRAIL_API_BIND/v1/projects/1/stats?by=subject"
 curl -s -H "Authorization: Bearer $token" "http://$MAILTRAIL_API_BIND/v1/projects/1/stats?by=subject" | head -c 400 || true
 echo
+echo
+echo
+echo "=== the dashboard (docs/dashboard.md): open http://$MAILTRAIL_API_BIND/ and sign in with"
+echo "project 1's token, made just now (an unscoped token, like the one above, shows every project):"
+"$BIN/mailtrail" api-token create --name "dev-project-1-$(date +%s)" --project 1
 echo
 echo "receiver, worker and api keep running (logs in .dev/logs/); stop them with: just stop"

@@ -17,11 +17,14 @@
 //! | `GET /healthz`, `GET /readyz` | the process; Postgres | none |
 //! | `GET /v1/openapi.json` | the OpenAPI document, generated from the handlers | none |
 //!
+//! The dashboard, HTML pages for people over the same calls, is served under `/` ([`dashboard`]).
+//!
 //! Every statistics endpoint takes `since` and `until` (inclusive days, UTC). Errors are
 //! `{"error": "..."}` ([`error`]); `/metrics` is served on a bind of its own ([`metrics`]).
 
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -86,11 +89,13 @@ impl Application {
             None => None,
         };
         let pool = web::Data::new(pool);
+        let rankings = web::Data::new(dashboard::rankings::Rankings::new());
         let mut server =
             HttpServer::new(move || {
                 App::new()
                     .app_data(pool.clone())
                     .app_data(metrics.clone())
+                    .app_data(rankings.clone())
                     .app_data(web::QueryConfig::default().error_handler(|error, _| {
                         error::ApiError::BadQuery(error.to_string()).into()
                     }))
@@ -117,6 +122,7 @@ impl Application {
                             .route("/messages/{message_id}", web::get().to(routes::message))
                             .route("/openapi.json", web::get().to(openapi::openapi_json)),
                     )
+                    .configure(dashboard::configure)
                     .route("/healthz", web::get().to(routes::healthz))
                     .route("/readyz", web::get().to(routes::readyz))
                     .default_service(web::to(|| async {

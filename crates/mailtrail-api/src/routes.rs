@@ -4,7 +4,9 @@
 
 use actix_web::{HttpResponse, web};
 use mailtrail_core::MessageId;
-use mailtrail_store::messages::{MessageFilter, list_messages, message_detail};
+use mailtrail_store::messages::{
+    MessageDetail, MessageFilter, MessagePage, list_messages, message_detail,
+};
 use mailtrail_store::{PooledConnection, StatsQuery, StatsReport, StatsScope, StorePool};
 use serde::Serialize;
 
@@ -177,7 +179,7 @@ pub async fn messages(
         .as_deref()
         .map(|id| parse_id("backer_id", id))
         .transpose()?;
-    let mut project_id = params
+    let project_id = params
         .project_id
         .as_deref()
         .map(|id| parse_id("project_id", id))
@@ -185,7 +187,6 @@ pub async fn messages(
     if let Some(project) = project_id {
         caller.require_project(project)?;
     }
-    project_id = project_id.or(caller.project());
     let status = match params.status.as_deref() {
         None => None,
         Some(name) => Some(
@@ -215,12 +216,47 @@ pub async fn messages(
         since,
         until,
     };
-    let mut connection = connection(&pool).await?;
-    let page = list_messages(&mut connection, &filter, after, limit).await?;
+    let page = visible_messages(caller, &pool, filter, after, limit).await?;
     Ok(HttpResponse::Ok().json(MessagesPage {
         messages: page.messages,
         next_cursor: page.next_after.map(params::encode_cursor),
     }))
+}
+
+/// One page of the messages `filter` names that `caller` may see: a project token's list is
+/// narrowed to its project (the JSON list and the dashboard both page through this).
+pub(crate) async fn visible_messages(
+    caller: Caller,
+    pool: &StorePool,
+    mut filter: MessageFilter,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<MessagePage, ApiError> {
+    if let Some(project) = filter.project_id {
+        caller.require_project(project)?;
+    }
+    filter.project_id = filter.project_id.or(caller.project());
+    let mut connection = connection(pool).await?;
+    Ok(list_messages(&mut connection, &filter, after, limit).await?)
+}
+
+/// A message's rows and events, if `caller` may see it. Another project's message is "not
+/// found" to a project token, so existence does not leak.
+pub(crate) async fn visible_message(
+    caller: Caller,
+    pool: &StorePool,
+    message_id: &MessageId,
+) -> Result<MessageDetail, ApiError> {
+    let mut connection = connection(pool).await?;
+    let detail = message_detail(&mut connection, message_id.as_str())
+        .await?
+        .ok_or(ApiError::NotFound("message"))?;
+    if let Some(own) = caller.project()
+        && detail.recipients.iter().any(|row| row.project_id != own)
+    {
+        return Err(ApiError::NotFound("message"));
+    }
+    Ok(detail)
 }
 
 /// A message with its recipients and events.
@@ -251,15 +287,7 @@ pub async fn message(
         name: "message_id",
         problem: "empty".to_owned(),
     })?;
-    let mut connection = connection(&pool).await?;
-    let detail = message_detail(&mut connection, message_id.as_str())
-        .await?
-        .ok_or(ApiError::NotFound("message"))?;
-    if let Some(own) = caller.project()
-        && detail.recipients.iter().any(|row| row.project_id != own)
-    {
-        return Err(ApiError::NotFound("message"));
-    }
+    let detail = visible_message(caller, &pool, &message_id).await?;
     Ok(HttpResponse::Ok().json(MessageDocument {
         message_id: message_id.as_str().to_owned(),
         detail,

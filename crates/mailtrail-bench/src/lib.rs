@@ -7,6 +7,7 @@
 //! | backlog fill | `--fill N` | [`bulk`] | Redis |
 //! | SQL baseline | `--sql-baseline N [--batch-size B]` | [`bulk`] | Postgres |
 //! | statistics | `--stats 250000,2500000` | [`stats_stage`] | Postgres (a database of its own) |
+//! | dashboard | `--dashboard http://IP:PORT` | [`dashboard_stage`] | `mailtrail-api` on the statistics stage's database |
 //! | chaos load | `--chaos-send N --plan FILE [--url URL] [--connections N] [--rate R] [--give-up-after D]` | [`chaos`] | a receiver, a signing key |
 //! | chaos check | `--chaos-check --plan FILE` | [`chaos`] | Postgres, Redis |
 //! | proxy | `--proxy LISTEN --proxy-target ADDR` | [`proxy`] | nothing |
@@ -33,6 +34,7 @@
 pub mod bodies;
 pub mod bulk;
 pub mod chaos;
+pub mod dashboard_stage;
 pub mod environment;
 pub mod load;
 pub mod proxy;
@@ -96,6 +98,10 @@ pub struct BenchArgs {
     /// GROUP BY (needs DATABASE_URL; a database of its own: it writes millions of rows).
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["rate", "fill", "sql_baseline", "sent_log", "lpush_baseline"])]
     pub stats: Option<Vec<u64>>,
+    /// Time the dashboard's main pages on the `mailtrail-api` at this URL, serving the database
+    /// `--stats` seeded (needs DATABASE_URL, to make and revoke its tokens).
+    #[arg(long, conflicts_with_all = ["rate", "fill", "sql_baseline", "sent_log", "lpush_baseline", "stats"])]
+    pub dashboard: Option<String>,
     /// Post N chaos webhooks (good events, events without backer_id, bodies that name no event)
     /// until each is answered 200, and write what must be stored to --plan.
     #[arg(long, requires = "plan", conflicts_with_all = ["fill", "sql_baseline", "lpush_baseline", "sent_log", "chaos_check", "proxy"])]
@@ -157,6 +163,8 @@ pub async fn run(
         anyhow::ensure!(check.holds(), "the chaos run did not land exactly once");
     } else if let Some(sizes) = &args.stats {
         stats_stage::run(config, sizes, args.json, out).await?;
+    } else if let Some(url) = &args.dashboard {
+        dashboard_stage::run(config, url, args.json, out).await?;
     } else if let Some(count) = args.fill {
         bulk::fill(config, count).await?.write(out, args.json)?;
     } else if let Some(count) = args.sql_baseline {

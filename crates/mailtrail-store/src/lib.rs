@@ -27,6 +27,7 @@ pub mod pool;
 pub mod report;
 pub mod rollups;
 pub mod schema;
+pub mod standings;
 pub mod stats;
 mod timeline;
 pub mod tokens;

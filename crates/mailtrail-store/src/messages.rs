@@ -96,8 +96,14 @@ pub async fn list_messages(
     if let Some(backer) = filter.backer_id {
         query = query.filter(s::backer_id.eq(backer));
     }
-    if let Some(project) = filter.project_id {
-        query = query.filter(s::project_id.eq(project));
+    match (filter.backer_id, filter.project_id) {
+        // A backer has a few hundred messages at most: read them through the backer's index and
+        // filter the project on the rows. `+ 0` keeps the planner off the project's index, which
+        // a cached generic plan would otherwise AND in and read whole (200,000 entries for the
+        // largest project at 2.5M messages: 30-40 ms instead of under 1 ms).
+        (Some(_), Some(project)) => query = query.filter((s::project_id + 0_i64).eq(project)),
+        (None, Some(project)) => query = query.filter(s::project_id.eq(project)),
+        (_, None) => {}
     }
     if let Some(status) = &filter.status {
         query = query.filter(s::status.eq(status.clone()));

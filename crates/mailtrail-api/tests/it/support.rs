@@ -15,8 +15,8 @@ use mailtrail_testing::{TestApp, TestDatabase, scrape};
 use serde_json::Value;
 
 /// 2025-11-20 00:00 UTC.
-const NOV20: f64 = 1_763_596_800.0;
-const DAY: f64 = 86_400.0;
+pub const NOV20: f64 = 1_763_596_800.0;
+pub const DAY: f64 = 86_400.0;
 
 /// The API with its data, and the receiver and worker that put it in.
 pub struct TestApi {
@@ -36,17 +36,7 @@ impl TestApi {
     /// Puts the stories in through the receiver and the worker, then starts the API.
     pub async fn start() -> Self {
         let mut app = TestApp::builder().worker(false).build().await;
-        for event_data in stories() {
-            let status = app
-                .post("application/json", app.signed_json(event_data))
-                .await;
-            assert_eq!(status, 200, "the receiver refused a story's event");
-        }
-        let mut worker = app.driven_worker().await;
-        while let Some(outcome) = worker.process_next_batch().await.unwrap() {
-            assert_eq!(outcome.dead, 0, "{outcome:?}");
-        }
-        worker.release().await.unwrap();
+        put_in(&mut app, stories()).await;
 
         let metrics_port = mailtrail_testing::free_port();
         let metrics_bind = format!("127.0.0.1:{metrics_port}");
@@ -71,6 +61,11 @@ impl TestApi {
             base_url,
             metrics_url: format!("http://{metrics_bind}/metrics"),
         }
+    }
+
+    /// Puts more events (Mailgun `event-data`) in through the receiver and the worker.
+    pub async fn put_in(&mut self, events: Vec<Value>) {
+        put_in(&mut self.app, events).await;
     }
 
     /// The database the API reads.
@@ -123,6 +118,20 @@ impl TestApi {
     pub async fn metrics(&self) -> String {
         scrape(&self.metrics_url).await
     }
+}
+
+async fn put_in(app: &mut TestApp, events: Vec<Value>) {
+    for event_data in events {
+        let status = app
+            .post("application/json", app.signed_json(event_data))
+            .await;
+        assert_eq!(status, 200, "the receiver refused a story's event");
+    }
+    let mut worker = app.driven_worker().await;
+    while let Some(outcome) = worker.process_next_batch().await.unwrap() {
+        assert_eq!(outcome.dead, 0, "{outcome:?}");
+    }
+    worker.release().await.unwrap();
 }
 
 fn event<'a>(
