@@ -1,3 +1,4 @@
+DROP FUNCTION mailtrail_rebuild_conversion_rollups();
 DROP FUNCTION mailtrail_reattribute_all_conversions(integer);
 DROP FUNCTION mailtrail_attribute_conversions(bigint[], bigint[], integer);
 DROP TABLE conversions;

@@ -158,3 +158,14 @@ RETURNS bigint LANGUAGE sql AS $$
         coalesce(array_agg(backer_id), '{}'), coalesce(array_agg(project_id), '{}'), window_days)
     FROM (SELECT DISTINCT backer_id, project_id FROM conversions) pairs
 $$;
+
+-- 4. Recomputing the conversion counters from `conversions` (`mailtrail rollups rebuild`).
+CREATE FUNCTION mailtrail_rebuild_conversion_rollups() RETURNS void LANGUAGE sql AS $$
+    LOCK TABLE conversions IN SHARE MODE;
+    DELETE FROM conversion_rollups;
+    INSERT INTO conversion_rollups
+    SELECT project_id, (occurred_at AT TIME ZONE 'UTC')::date, credited_subject, attributed_by,
+           count(*), coalesce(sum(value_cents), 0)
+    FROM conversions
+    GROUP BY 1, 2, 3, 4;
+$$;

@@ -41,6 +41,13 @@ pub struct CliEnv {
     /// `MAILTRAIL_RECEIVER_URL`: where `send-sample` posts by default.
     #[serde(default = "default_receiver_url")]
     pub mailtrail_receiver_url: String,
+    /// `MAILTRAIL_ATTRIBUTION_WINDOW_DAYS`: the window `conversions reattribute` applies.
+    #[serde(default = "default_attribution_window_days")]
+    pub mailtrail_attribution_window_days: u32,
+}
+
+fn default_attribution_window_days() -> u32 {
+    mailtrail_core::DEFAULT_ATTRIBUTION_WINDOW_DAYS
 }
 
 fn default_redis_url() -> SecretString {
@@ -61,6 +68,7 @@ pub struct CliConfig {
     redis_prefix: String,
     signing_keys: Option<SigningKeys>,
     receiver_url: String,
+    attribution_window_days: u32,
 }
 
 /// A variable a command needs is missing or unusable.
@@ -78,6 +86,9 @@ pub enum ConfigError {
     /// `MAILTRAIL_SIGNING_KEYS` holds no key.
     #[error("MAILTRAIL_SIGNING_KEYS is not set; `mailtrail send-sample` signs with its first key")]
     MissingSigningKey,
+    /// `MAILTRAIL_ATTRIBUTION_WINDOW_DAYS` is out of range.
+    #[error("MAILTRAIL_ATTRIBUTION_WINDOW_DAYS must be between 1 and 365")]
+    InvalidAttributionWindow,
 }
 
 impl CliConfig {
@@ -99,7 +110,16 @@ impl CliConfig {
                 .mailtrail_signing_keys
                 .and_then(|keys| SigningKeys::from_comma_separated(keys.expose_secret()).ok()),
             receiver_url: env.mailtrail_receiver_url,
+            attribution_window_days: env.mailtrail_attribution_window_days,
         }
+    }
+
+    /// The attribution window in days, checked as the worker checks it.
+    pub fn attribution_window_days(&self) -> Result<i32, ConfigError> {
+        i32::try_from(self.attribution_window_days)
+            .ok()
+            .filter(|days| (1..=mailtrail_core::MAX_ATTRIBUTION_WINDOW_DAYS as i32).contains(days))
+            .ok_or(ConfigError::InvalidAttributionWindow)
     }
 
     /// The Postgres URL, or an error naming `DATABASE_URL` and the `command` that needs it.
