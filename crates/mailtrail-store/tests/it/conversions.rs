@@ -313,3 +313,75 @@ async fn a_new_window_is_applied_to_history_by_reattributing() {
     );
     assert_counters_match(&mut connection, 0).await;
 }
+
+/// Writes `held` in a transaction kept open half a second after it wrote, and `other` on a
+/// second connection meanwhile; returns the credit of conversion `c0` once both committed.
+async fn credit_with_one_write_held_open(held: Vec<Item>, other: Vec<Item>) -> String {
+    use diesel_async::AsyncConnection;
+
+    let database = TestDatabase::create().await;
+    let mut first = database.connect().await;
+    let mut second = database.connect().await;
+    let (written, wait_for_written) = tokio::sync::oneshot::channel::<()>();
+    let holder = async {
+        first
+            .transaction(
+                async move |connection| -> Result<(), mailtrail_store::StoreError> {
+                    write(connection, &held, WINDOW_DAYS).await;
+                    let _ = written.send(());
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    Ok(())
+                },
+            )
+            .await
+            .unwrap();
+    };
+    let writer = async {
+        wait_for_written.await.unwrap();
+        write(&mut second, &other, WINDOW_DAYS).await;
+    };
+    tokio::join!(holder, writer);
+    let credits = credits(&mut first, 0).await;
+    credits["c0"].0.clone()
+}
+
+/// Case 0's click on message 0 a day before its backer's conversion.
+fn click_and_conversion() -> (Vec<Item>, Vec<Item>) {
+    let click = Engagement {
+        message: 0,
+        click: true,
+        bot: false,
+        at: DAY,
+    };
+    let conversion = Converted {
+        backer: 0,
+        at: 2 * DAY,
+        value: None,
+    };
+    let all = items(0, &[click], &[conversion]);
+    let (conversions, rows): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|item| matches!(item, Item::Conversion(_)));
+    (rows, conversions)
+}
+
+/// Without the attribution lock, a conversion committed while its click's batch is still open
+/// would see no click, and the click's batch would have seen no conversion: unattributed for
+/// good. These two hold each side open in turn.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conversion_written_while_its_click_is_uncommitted_still_finds_it() {
+    let (clicks, conversions) = click_and_conversion();
+    assert_eq!(
+        credit_with_one_write_held_open(clicks, conversions).await,
+        "click"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_click_written_while_its_conversion_is_uncommitted_still_takes_the_credit() {
+    let (clicks, conversions) = click_and_conversion();
+    assert_eq!(
+        credit_with_one_write_held_open(conversions, clicks).await,
+        "click"
+    );
+}
