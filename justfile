@@ -34,6 +34,11 @@ lint:
 bench:
     scripts/bench.sh
 
+# The partitioned events table at size (13 months of events): migration, timeline pruning,
+# erase, retention; the figures docs/scaling.md quotes. Knobs: BENCH_EVENTS_PER_MONTH, ...
+bench-partitions:
+    scripts/bench-partitions.sh
+
 # Chaos (not part of `test`; minutes, release build): 100,000 signed webhooks while workers,
 # receiver and Redis are killed -9 and Postgres refuses connections for a minute; then checks
 # every accepted webhook landed exactly once. Knobs: CHAOS_N, CHAOS_RATE, ... (scripts/chaos.sh).
@@ -53,17 +58,18 @@ verify-units:
 migrate:
     cargo run --quiet --bin mailtrail -- migrate
 
-# Envelopes waiting in the backlog (redis-cli).
-backlog prefix="mailtrail:":
-    redis-cli LLEN {{prefix}}events
+# Envelopes waiting in the backlog of an unsharded queue (redis-cli; the tag is the prefix
+# without its `:`, see crates/mailtrail-queue/src/keys.rs).
+backlog tag="mailtrail":
+    redis-cli LLEN "{"{{tag}}"}:events"
 
 # The oldest waiting envelope, as queued (redis-cli).
-oldest prefix="mailtrail:":
-    redis-cli LRANGE {{prefix}}events -1 -1
+oldest tag="mailtrail":
+    redis-cli LRANGE "{"{{tag}}"}:events" -1 -1
 
 # Dead letters, newest first (redis-cli).
-dead prefix="mailtrail:" count="10":
-    redis-cli LRANGE {{prefix}}dead 0 {{count}}
+dead tag="mailtrail" count="10":
+    redis-cli LRANGE "{"{{tag}}"}:dead" 0 {{count}}
 
 # Fuzz one parser (json_webhook, form_webhook, multipart_webhook) for a bounded time.
 fuzz target="json_webhook" seconds="60":

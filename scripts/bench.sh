@@ -30,7 +30,10 @@
 # BENCH_HTTP_WORKERS (0 = one per core), BENCH_STATS_SIZES (250000,2500000; 0 skips the statistics
 # stage), BENCH_CONVERSIONS (100000; 0 skips the conversions stage), BENCH_CONVERSIONS_PER_REPORT
 # (100), BENCH_CRITERION (1 = also run the parse
-# micro-benchmarks), MAILTRAIL_TEST_DATABASE_URL (admin URL of the Postgres to use).
+# micro-benchmarks), MAILTRAIL_TEST_DATABASE_URL (admin URL of the Postgres to use),
+# BENCH_REDIS (`cluster` = also run scripts/bench-cluster.sh: the receiver and worker stages on a
+# local three-master Redis Cluster with 3 shards, next to a single node; its table joins the
+# summary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +56,8 @@ CONVERSIONS_PER_REPORT=${BENCH_CONVERSIONS_PER_REPORT:-100}
 ADMIN_URL=${MAILTRAIL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 SIGNING_KEY=bench-signing-key
 PREFIX="bench:"
+# What the queue's key names start with: the prefix's hash tag (crates/mailtrail-queue/src/keys.rs).
+KEYS="{bench}:"
 WORKER_ID=bench-worker
 
 # Binaries come from wherever cargo puts them (CARGO_TARGET_DIR, when set, as CI does).
@@ -157,7 +162,7 @@ rewrite_aof() { aof_idle; rcli bgrewriteaof >/dev/null; aof_idle; }
 # Every full-speed round starts from the same Redis: lists emptied and the append-only file
 # rewritten while nothing else runs, so no round pays for compacting an earlier round's data.
 compact_redis() {
-  rcli del mylist "${PREFIX}events" >/dev/null
+  rcli del mylist "${KEYS}events" >/dev/null
   rewrite_aof
 }
 # redis-benchmark LPUSH of a 2 KB value at the load generator's concurrency; prints LPUSH/s.
@@ -188,7 +193,7 @@ full_speed() {
   mailtrail_bench --connections "$CONNECTIONS" --duration 2s --json >/dev/null  # warm-up
   compact_redis
   mailtrail_bench --connections "$CONNECTIONS" --duration "${SECONDS_RUN}s" --json | tee "$1"
-  rcli del "${PREFIX}events" >/dev/null
+  rcli del "${KEYS}events" >/dev/null
 }
 
 # Receiver and redis-benchmark take turns, so each receiver figure has a baseline measured
@@ -221,7 +226,7 @@ start_receiver info
 quiet_disk
 mailtrail_bench --connections "$CONNECTIONS" --rate "$RATE" --duration "${SECONDS_RUN}s" --json \
   | tee "$WORK/receiver-rate.json"
-rcli del "${PREFIX}events" >/dev/null
+rcli del "${KEYS}events" >/dev/null
 
 # ---------------------------------------------------------------------------------------------
 # The baseline runs just before the drain, in the same state: empty tables, and a checkpoint
@@ -240,7 +245,7 @@ drain() {
   truncate_tables
   psql "$DATABASE_URL" -qAtc 'CHECKPOINT' >/dev/null
   mailtrail_bench --fill "$FILL" --json | tee "$WORK/fill.json"
-  [ "$(rcli llen "${PREFIX}events")" = "$FILL" ] || { echo "fill did not push $FILL envelopes" >&2; exit 1; }
+  [ "$(rcli llen "${KEYS}events")" = "$FILL" ] || { echo "fill did not push $FILL envelopes" >&2; exit 1; }
   # Compact the append-only file now, with the backlog in it, so the drain is not timed while
   # Redis rewrites the 400 MB the fill just appended.
   rewrite_aof
@@ -256,7 +261,7 @@ drain() {
   return redis.call('LLEN', KEYS[1]) .. ' ' .. redis.call('LLEN', KEYS[2]) .. ' '
     .. string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))"
   read -r DRAIN_START DRAIN_END < <(
-    rcli -r -1 -i 0.01 eval "$DRAIN_PROBE" 2 "${PREFIX}events" "${PREFIX}processing:$WORKER_ID" \
+    rcli -r -1 -i 0.01 eval "$DRAIN_PROBE" 2 "${KEYS}events" "${KEYS}processing:$WORKER_ID" \
       | awk -v fill="$FILL" '
           NR == 1 { first = $3 }
           start == "" && $1 < fill { start = $3 }
@@ -284,17 +289,17 @@ end_to_end() {
   local rate=$1
   log "end to end: $rate events/s offered for ${E2E_SECONDS}s, receiver + worker"
   local backlog_start backlog_end backlog_max
-  backlog_start=$(rcli llen "${PREFIX}events")
-  ( while true; do echo "$(now_ms) $(rcli llen "${PREFIX}events")"; sleep 0.5; done ) \
+  backlog_start=$(rcli llen "${KEYS}events")
+  ( while true; do echo "$(now_ms) $(rcli llen "${KEYS}events")"; sleep 0.5; done ) \
     > "$WORK/backlog-$rate.txt" &
   SAMPLER_PID=$!
   mailtrail_bench --connections "$CONNECTIONS" --rate "$rate" --duration "${E2E_SECONDS}s" \
     --sent-log "$WORK/sent-$rate.csv" --json | tee "$WORK/e2e-$rate.json"
-  backlog_end=$(rcli llen "${PREFIX}events")
+  backlog_end=$(rcli llen "${KEYS}events")
   stop_pid "$SAMPLER_PID"; SAMPLER_PID=""
   backlog_max=$(awk 'BEGIN {m = 0} $2 > m {m = $2} END {print m}' "$WORK/backlog-$rate.txt")
   for _ in $(seq 1 600); do
-    [ "$(rcli llen "${PREFIX}events")" = 0 ] && [ "$(rcli llen "${PREFIX}processing:$WORKER_ID")" = 0 ] && break
+    [ "$(rcli llen "${KEYS}events")" = 0 ] && [ "$(rcli llen "${KEYS}processing:$WORKER_ID")" = 0 ] && break
     sleep 0.1
   done
   # Lag: from the moment the receiver's 200 reached the load generator (the webhook was safely
@@ -377,6 +382,14 @@ if [ "$STATS_SIZES" != 0 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+if [ "${BENCH_REDIS:-single}" = cluster ]; then
+  stop_pid "$WORKER_PID"; WORKER_PID=""
+  stop_pid "$RECEIVER_PID"; RECEIVER_PID=""
+  log "Redis Cluster: scripts/bench-cluster.sh (single node, cluster with 1 shard, cluster with 3)"
+  BENCH_CLUSTER_OUT="$WORK/cluster.md" scripts/bench-cluster.sh
+fi
+
+# ---------------------------------------------------------------------------------------------
 CRITERION_TEXT=""
 if [ "$CRITERION" = 1 ]; then
   log "criterion micro-benchmarks (mailtrail-core parse), short warm-up and measurement"
@@ -454,6 +467,10 @@ SUMMARY="$OUT_DIR/summary.md"
         END { printf "| %s | %.0f | %s | %s | %d non-2xx |\n", endpoint, rps, p50, p99, errors }
       ' "$WORK/wrk-$name.txt"
     done < "$WORK/wrk-endpoints.txt"
+  fi
+  if [ -s "$WORK/cluster.md" ]; then
+    echo
+    cat "$WORK/cluster.md"
   fi
   if [ -n "$CRITERION_TEXT" ]; then
     echo

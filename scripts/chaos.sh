@@ -45,6 +45,8 @@ ADMIN_URL=${MAILTRAIL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/post
 PG_HOSTPORT=$(sed -E 's|^[a-z]+://([^@/]*@)?([^/?]*).*|\2|' <<<"$ADMIN_URL")
 SIGNING_KEY=chaos-signing-key
 PREFIX="chaos:"
+# The queue's key names start with the prefix's hash tag (crates/mailtrail-queue/src/keys.rs).
+KEYS="{chaos}:"
 
 RELEASE_DIR="${CARGO_TARGET_DIR:-target}/release"
 OUT_DIR=target/chaos
@@ -198,8 +200,8 @@ kill -USR2 "$(pid_of proxy)" 2>/dev/null || true
 # Drained: backlog and every processing list empty, three times in a row, a second apart.
 drained=0
 for _ in $(seq 1 "${CHAOS_DRAIN_SECS:-600}"); do
-  backlog=$(rcli llen "${PREFIX}events" 2>/dev/null || echo x)
-  in_flight=$(rcli --scan --pattern "${PREFIX}processing:*" 2>/dev/null | wc -l)
+  backlog=$(rcli llen "${KEYS}events" 2>/dev/null || echo x)
+  in_flight=$(rcli --scan --pattern "${KEYS}processing:*" 2>/dev/null | wc -l)
   if [ "$backlog" = 0 ] && [ "$in_flight" = 0 ]; then drained=$(( drained + 1 )); else drained=0; fi
   [ "$drained" -ge 3 ] && break
   sleep 1

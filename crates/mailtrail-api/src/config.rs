@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mailtrail_queue::QueueSettings;
-use mailtrail_queue::defaults::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
+use mailtrail_queue::defaults::{DEFAULT_QUEUE_SHARDS, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -36,6 +36,16 @@ pub struct ApiEnv {
     /// `MAILTRAIL_REDIS_TIMEOUT_MS`: longest a report waits on Redis before answering 503.
     #[serde(default = "default_redis_timeout_ms")]
     pub mailtrail_redis_timeout_ms: u64,
+    /// `MAILTRAIL_REDIS_CLUSTER`: `REDIS_URL` lists a Redis Cluster's seed nodes.
+    #[serde(default)]
+    pub mailtrail_redis_cluster: bool,
+    /// `MAILTRAIL_QUEUE_SHARDS`: how many shards the queue has (0 counts as 1).
+    #[serde(default = "default_queue_shards")]
+    pub mailtrail_queue_shards: u16,
+}
+
+fn default_queue_shards() -> u16 {
+    DEFAULT_QUEUE_SHARDS
 }
 
 fn default_redis_url() -> SecretString {
@@ -85,6 +95,10 @@ pub struct ApiConfig {
     pub redis_prefix: String,
     /// Longest wait on one Redis command.
     pub redis_timeout: Duration,
+    /// A Redis Cluster rather than one server.
+    pub redis_cluster: bool,
+    /// The queue's shards (at least 1).
+    pub queue_shards: u16,
 }
 
 /// A configuration value that cannot work.
@@ -119,6 +133,8 @@ impl ApiConfig {
             redis_url: env.redis_url,
             redis_prefix: env.mailtrail_redis_prefix,
             redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
+            redis_cluster: env.mailtrail_redis_cluster,
+            queue_shards: env.mailtrail_queue_shards.max(1),
         })
     }
 
@@ -128,6 +144,8 @@ impl ApiConfig {
             url: self.redis_url.expose_secret().to_owned(),
             prefix: self.redis_prefix.clone(),
             response_timeout: self.redis_timeout,
+            cluster: self.redis_cluster,
+            shards: self.queue_shards,
         }
     }
 }

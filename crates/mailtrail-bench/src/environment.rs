@@ -31,6 +31,12 @@ pub struct BenchEnv {
     /// `MAILTRAIL_REDIS_PREFIX`.
     #[serde(default = "default_prefix")]
     pub mailtrail_redis_prefix: String,
+    /// `MAILTRAIL_REDIS_CLUSTER`: `REDIS_URL` lists the seed nodes of a Redis Cluster.
+    #[serde(default)]
+    pub mailtrail_redis_cluster: bool,
+    /// `MAILTRAIL_QUEUE_SHARDS`: how many shards the queue has.
+    #[serde(default = "default_queue_shards")]
+    pub mailtrail_queue_shards: u16,
     /// `MAILTRAIL_SIGNING_KEYS`: comma-separated; the webhooks are signed with the first.
     #[serde(default)]
     pub mailtrail_signing_keys: Option<String>,
@@ -44,6 +50,9 @@ fn default_redis_url() -> String {
 }
 fn default_prefix() -> String {
     "mailtrail:".to_owned()
+}
+fn default_queue_shards() -> u16 {
+    mailtrail_queue::defaults::DEFAULT_QUEUE_SHARDS
 }
 fn default_receiver_url() -> String {
     "http://127.0.0.1:8080".to_owned()
@@ -74,6 +83,8 @@ pub struct BenchConfig {
     database_url: Option<String>,
     redis_url: String,
     redis_prefix: String,
+    redis_cluster: bool,
+    queue_shards: u16,
     signing_keys: Option<SigningKeys>,
     receiver_url: String,
 }
@@ -102,6 +113,8 @@ impl BenchConfig {
             database_url: present(env.database_url),
             redis_url: env.redis_url,
             redis_prefix: env.mailtrail_redis_prefix,
+            redis_cluster: env.mailtrail_redis_cluster,
+            queue_shards: env.mailtrail_queue_shards.max(1),
             signing_keys: env
                 .mailtrail_signing_keys
                 .and_then(|keys| SigningKeys::from_comma_separated(&keys).ok()),
@@ -129,6 +142,8 @@ impl BenchConfig {
             url: self.redis_url.clone(),
             prefix: self.redis_prefix.clone(),
             response_timeout: REDIS_TIMEOUT,
+            cluster: self.redis_cluster,
+            shards: self.queue_shards,
         }
     }
 

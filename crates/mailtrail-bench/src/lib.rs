@@ -218,7 +218,7 @@ async fn lpush_baseline(
     args: &BenchArgs,
 ) -> anyhow::Result<LoadReport> {
     let queue = config.connect_queue().await?;
-    let list = format!("{}load:lpush-baseline", queue.keys().prefix());
+    let list = format!("{}load:lpush-baseline", queue.keys().base());
     let target = senders::Target::Redis {
         client: redis::Client::open(config.queue_settings().url)
             .context("REDIS_URL is not a usable Redis URL")?,

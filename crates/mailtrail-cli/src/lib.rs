@@ -12,6 +12,11 @@
 //! | `queue status [--json]` | [`queue_status`] | Redis |
 //! | `dead list \| show \| replay \| purge` | [`dead`] | Redis |
 //! | `send-sample [--url URL] [--backers N] [--projects N]` | [`sample`] (posting with [`http_post`]) | a receiver |
+//! | `reconcile [--domain D] [--since T] [--until T] [--trust-after 30m]` | [`reconcile`] | Mailgun's API, Redis |
+//! | `mailgun webhooks install --url URL [--replace] \| list` | [`mailgun_webhooks`] | Mailgun's API |
+//! | `partitions ensure [--months-ahead N] \| list` | [`partitions`] | Postgres |
+//! | `retention --events-older-than AGE [--yes]` | [`retention`] | Postgres |
+//! | `erase --recipient ADDRESS` | [`erase`] | Postgres and Redis |
 //!
 //! `main.rs` only parses the arguments, reads [`CliConfig`] and calls [`run`]; every command
 //! writes to the `out` it is given, so the binary stays thin and the rendering is testable.
@@ -26,9 +31,15 @@ pub mod clock;
 pub mod config;
 pub mod conversions;
 pub mod dead;
+pub mod erase;
 pub mod http_post;
+pub mod mailgun_webhooks;
 pub mod migrate;
+pub mod migrate_keys;
+pub mod partitions;
 pub mod queue_status;
+pub mod reconcile;
+pub mod retention;
 pub mod rollups;
 pub mod sample;
 pub mod stats;
@@ -94,6 +105,24 @@ pub enum Command {
         #[command(subcommand)]
         command: rollups::RollupsCommand,
     },
+    /// Queue what the webhooks missed, from Mailgun's Events API.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Set up Mailgun: the domain's webhooks.
+    Mailgun {
+        /// What to do.
+        #[command(subcommand)]
+        command: mailgun_webhooks::MailgunCommand,
+    },
+    /// Create or list the monthly partitions of the events table.
+    Partitions {
+        /// What to do.
+        #[command(subcommand)]
+        command: partitions::PartitionsCommand,
+    },
+    /// Drop events past retention, whole months at a time (says what first; --yes to do it).
+    Retention(retention::RetentionArgs),
+    /// Erase a person: their rows, events and dead letters (the GDPR erasure path).
+    Erase(erase::EraseArgs),
 }
 
 /// `mailtrail queue ...`.
@@ -101,6 +130,8 @@ pub enum Command {
 pub enum QueueCommand {
     /// Backlog, in-flight envelopes per worker, dead letters and skipped events.
     Status(queue_status::QueueStatusArgs),
+    /// Move what the queue holds under the key names before hash tags to the current ones.
+    MigrateKeys(migrate_keys::MigrateKeysArgs),
 }
 
 /// Runs one command, writing its output to `out` and reading confirmations from `input`.
@@ -121,8 +152,18 @@ pub async fn run(
         Command::Queue {
             command: QueueCommand::Status(args),
         } => queue_status::run(&connect_queue(config).await?, args, out).await?,
+        Command::Queue {
+            command: QueueCommand::MigrateKeys(args),
+        } => migrate_keys::run(&connect_queue(config).await?, args, out).await?,
         Command::Dead { command } => {
             dead::run(&connect_queue(config).await?, command, out, input).await?;
+        }
+        Command::Reconcile(args) => reconcile::run(config, args, out).await?,
+        Command::Mailgun { command } => mailgun_webhooks::run(config, command, out).await?,
+        Command::Partitions { command } => partitions::run(config, command, out).await?,
+        Command::Retention(args) => retention::run(config, args, out).await?,
+        Command::Erase(args) => {
+            erase::run(config, &connect_queue(config).await?, args, out).await?
         }
     }
     out.flush().context("cannot write the output")?;
@@ -199,6 +240,7 @@ mod tests {
         assert!(parses(&["dead", "purge", "--older-than", "30m", "--yes"]));
         assert!(!parses(&["dead", "purge"]));
         assert!(parses(&["queue", "status", "--json"]));
+        assert!(parses(&["queue", "migrate-keys", "--dry-run"]));
         assert!(parses(&[
             "send-sample",
             "--backers",
@@ -207,6 +249,40 @@ mod tests {
             "1"
         ]));
         assert!(!parses(&["send-sample", "--backers", "0"]));
+        assert!(parses(&["reconcile"]));
+        assert!(parses(&[
+            "reconcile",
+            "--domain",
+            "mg.example.com",
+            "--since",
+            "2026-12-05T10:00:00Z",
+            "--until",
+            "1h",
+            "--trust-after",
+            "10m"
+        ]));
+        assert!(!parses(&["reconcile", "--since", "yesterday"]));
+        assert!(parses(&["mailgun", "webhooks", "list"]));
+        assert!(parses(&[
+            "mailgun",
+            "webhooks",
+            "install",
+            "--url",
+            "https://h/webhooks/mailgun",
+            "--replace"
+        ]));
+        assert!(!parses(&["mailgun", "webhooks", "install"]));
+        assert!(parses(&["partitions", "ensure", "--months-ahead", "6"]));
+        assert!(parses(&[
+            "retention",
+            "--events-older-than",
+            "13mo",
+            "--yes"
+        ]));
+        assert!(!parses(&["retention", "--events-older-than", "13m"]));
+        assert!(!parses(&["retention"]));
+        assert!(parses(&["erase", "--recipient", "a@example.com"]));
+        assert!(!parses(&["erase"]));
         assert!(parses(&["conversions", "import", "pledges.csv"]));
         assert!(parses(&["conversions", "reattribute"]));
         assert!(!parses(&["conversions", "import"]));

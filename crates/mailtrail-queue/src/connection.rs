@@ -15,53 +15,132 @@
 //! that Redis will not silently drop queued envelopes (eviction, no append-only file).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
-
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::{DurabilityError, QueueError};
 use crate::keys::QueueKeys;
+use crate::redis_connection::RedisConnection;
 
 /// Connection settings for the queue.
 #[derive(Clone, Debug)]
 pub struct QueueSettings {
-    /// `redis://` URL.
+    /// `redis://` URL; on a cluster, a comma-separated list of seed nodes' URLs.
     pub url: String,
     /// Key prefix.
     pub prefix: String,
     /// How long one command may take before it fails (bounds a webhook's wait for Redis).
     pub response_timeout: Duration,
+    /// `url` names the seed nodes of a Redis Cluster (`MAILTRAIL_REDIS_CLUSTER`).
+    pub cluster: bool,
+    /// How many shards the queue has (`MAILTRAIL_QUEUE_SHARDS`; 0 is taken as 1).
+    pub shards: u16,
+}
+
+impl QueueSettings {
+    /// Settings for an unsharded queue on a single Redis server.
+    pub fn single(url: impl Into<String>, prefix: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            url: url.into(),
+            prefix: prefix.into(),
+            response_timeout: timeout,
+            cluster: false,
+            shards: 1,
+        }
+    }
 }
 
 /// The Redis queue. Cheap to clone: clones share one multiplexed, self-reconnecting connection.
+///
+/// A handle covers every shard of the queue; [`Queue::shards`] gives a handle on each shard
+/// alone, on which the same methods act on that shard only.
 #[derive(Clone)]
 pub struct Queue {
-    connection: ConnectionManager,
+    connection: RedisConnection,
+    /// The shards this handle covers, in order (never empty).
+    shards: Arc<[Arc<Shard>]>,
+    /// Which shard the next push without a token goes to, turn by turn.
+    pub(crate) push_turn: Arc<AtomicUsize>,
+}
+
+/// One shard's keys, and where the reaper's pruning of its stale recovery counters goes on.
+pub(crate) struct Shard {
     keys: QueueKeys,
-    /// Where the reaper's pruning of stale recovery counters goes on (an `HSCAN` cursor); kept
-    /// here rather than in Redis because losing it only means the next pass starts over.
-    pub(crate) prune_cursor: Arc<AtomicU64>,
+    /// An `HSCAN` cursor; kept here rather than in Redis because losing it only means the next
+    /// pass starts over.
+    pub(crate) prune_cursor: AtomicU64,
 }
 
 impl Queue {
     /// A queue over a connection that is made on first use and reconnects by itself after a
     /// Redis restart. Fails only when the URL is unusable.
     pub fn connect(settings: &QueueSettings) -> Result<Self, QueueError> {
-        Ok(Self {
-            connection: connect_manager(&settings.url, settings.response_timeout)?,
-            keys: QueueKeys::new(settings.prefix.clone()),
-            prune_cursor: Arc::new(AtomicU64::new(0)),
+        let connection =
+            RedisConnection::open(&settings.url, settings.cluster, settings.response_timeout)?;
+        Ok(Self::over(connection, settings))
+    }
+
+    /// The queue of `settings` over an open connection.
+    pub(crate) fn over(connection: RedisConnection, settings: &QueueSettings) -> Self {
+        let shards = QueueKeys::shards(&settings.prefix, settings.shards)
+            .into_iter()
+            .map(|keys| {
+                Arc::new(Shard {
+                    keys,
+                    prune_cursor: AtomicU64::new(0),
+                })
+            })
+            .collect();
+        Self {
+            connection,
+            shards,
+            push_turn: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The key names of this handle's first shard (the only one of an unsharded queue, or of a
+    /// handle from [`Queue::shards`]).
+    pub fn keys(&self) -> &QueueKeys {
+        &self.shards[0].keys
+    }
+
+    /// How many shards this handle covers.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// A handle on each shard alone, in order; the handle itself when it covers one shard.
+    pub fn shards(&self) -> Vec<Queue> {
+        (0..self.shards.len())
+            .filter_map(|index| self.shard(index))
+            .collect()
+    }
+
+    /// The handle on shard `index` alone (`None` past the last shard).
+    pub fn shard(&self, index: usize) -> Option<Queue> {
+        if self.shards.len() == 1 {
+            return (index == 0).then(|| self.clone());
+        }
+        let shard = self.shards.get(index)?;
+        Some(Queue {
+            connection: self.connection.clone(),
+            shards: Arc::from([shard.clone()]),
+            push_turn: self.push_turn.clone(),
         })
     }
 
-    /// The key names in use.
-    pub fn keys(&self) -> &QueueKeys {
-        &self.keys
+    /// This handle's first shard.
+    pub(crate) fn first_shard(&self) -> &Shard {
+        &self.shards[0]
+    }
+
+    /// True on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.connection.is_cluster()
     }
 
     /// A handle on the shared connection, for this crate's commands.
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    pub(crate) fn connection(&self) -> RedisConnection {
         self.connection.clone()
     }
 
@@ -165,24 +244,6 @@ impl RedisDurability {
         }
         Ok(())
     }
-}
-
-/// A lazy, self-reconnecting connection whose commands fail after `response_timeout`.
-pub(crate) fn connect_manager(
-    url: &str,
-    response_timeout: Duration,
-) -> Result<ConnectionManager, QueueError> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(response_timeout))
-        // Few, quick reconnection attempts per failure: a request waiting on Redis must fail
-        // within its bound so the receiver can answer 503; the next request tries again.
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(200));
-    // Lazy: a service that starts while Redis is down comes up anyway and answers 503 (or
-    // waits) until Redis is back, instead of crash-looping.
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
 }
 
 #[cfg(test)]

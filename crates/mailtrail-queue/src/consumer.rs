@@ -21,16 +21,15 @@
 //!   batch settled whole is found by position at the tail (one `LTRIM`), and otherwise removed
 //!   envelope by envelope from the tail, where it is.
 
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
-
-use crate::connection::connect_manager;
+use crate::claim::Claimed;
 use crate::dead_letters::DeadLetter;
 use crate::error::QueueError;
+use crate::keys::QueueKeys;
+use crate::redis_connection::RedisConnection;
 use crate::{Queue, QueueSettings, now_ms, scripts};
 
 /// How long a settled batch's marker is kept. A settle is sent again only by the worker that
@@ -43,9 +42,11 @@ pub const SETTLED_MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
 /// its own so it never delays the short commands, and a response timeout longer than its block.
 #[derive(Clone)]
 pub struct WorkerQueue {
-    queue: Queue,
-    blocking: ConnectionManager,
-    worker: String,
+    pub(crate) queue: Queue,
+    pub(crate) blocking: RedisConnection,
+    pub(crate) worker: String,
+    /// The shard a claim tries first, turn by turn, so every shard is served alike.
+    pub(crate) claim_turn: Arc<AtomicUsize>,
     /// The process that must hold the worker's lease for a settle to take effect ('' = any).
     instance: String,
 }
@@ -94,11 +95,12 @@ pub enum SettledBy {
     Earlier,
 }
 
-/// A batch as claimed: its id, its size and its two ends, enough to find it again in the
-/// processing list without sending every envelope back to Redis.
+/// A batch as claimed: its id, its shard, its size and its two ends, enough to find it again in
+/// the processing list without sending every envelope back to Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedBatch {
     id: String,
+    shard: usize,
     len: usize,
     oldest: String,
     newest: String,
@@ -108,9 +110,10 @@ impl ClaimedBatch {
     /// Describes `batch` as returned by a claim (oldest first), under a new batch id; `None`
     /// when it is empty. Call it once per claim: the id is what makes its settle take effect
     /// once.
-    pub fn of(batch: &[String]) -> Option<Self> {
+    pub fn of(batch: &Claimed) -> Option<Self> {
         Some(Self {
             id: next_batch_id(),
+            shard: batch.shard(),
             len: batch.len(),
             oldest: batch.first()?.clone(),
             newest: batch.last()?.clone(),
@@ -146,14 +149,16 @@ impl WorkerQueue {
         block: Duration,
     ) -> Result<Self, QueueError> {
         let queue = Queue::connect(settings)?;
-        let blocking = connect_manager(
+        let blocking = RedisConnection::open(
             &settings.url,
+            settings.cluster,
             block + settings.response_timeout + Duration::from_secs(1),
         )?;
         Ok(Self {
             queue,
             blocking,
             worker: worker.into(),
+            claim_turn: Arc::new(AtomicUsize::new(0)),
             instance: String::new(),
         })
     }
@@ -175,66 +180,6 @@ impl WorkerQueue {
         &self.worker
     }
 
-    /// Claims up to `max` envelopes into this worker's processing list, waiting up to `block` for
-    /// the first one. Returns them oldest first; empty when the wait ran out.
-    pub async fn claim_batch(
-        &self,
-        max: usize,
-        block: Duration,
-    ) -> Result<Vec<String>, QueueError> {
-        let keys = self.queue.keys();
-        let processing = keys.processing(&self.worker);
-        let mut connection = self.queue.connection();
-        let mut items: Vec<String> = scripts::CLAIM
-            .key(keys.events())
-            .key(&processing)
-            .arg(max)
-            .invoke_async(&mut connection)
-            .await?;
-        if !items.is_empty() || max == 0 {
-            return Ok(items);
-        }
-        let mut blocking = self.blocking.clone();
-        let first: Option<String> = blocking
-            .blmove(
-                keys.events(),
-                &processing,
-                redis::Direction::Right,
-                redis::Direction::Left,
-                block.as_secs_f64(),
-            )
-            .await?;
-        let Some(first) = first else {
-            return Ok(items);
-        };
-        items.push(first);
-        if max > 1 {
-            let more: Vec<String> = scripts::CLAIM
-                .key(keys.events())
-                .key(&processing)
-                .arg(max - 1)
-                .invoke_async(&mut connection)
-                .await?;
-            items.extend(more);
-        }
-        Ok(items)
-    }
-
-    /// Claims up to `max` envelopes that are already waiting, without blocking: empty when the
-    /// backlog is. Lets the worker fetch its next batch while the current one is being written.
-    pub async fn claim_waiting(&self, max: usize) -> Result<Vec<String>, QueueError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let keys = self.queue.keys();
-        Ok(scripts::CLAIM
-            .key(keys.events())
-            .key(keys.processing(&self.worker))
-            .arg(max)
-            .invoke_async(&mut self.queue.connection())
-            .await?)
-    }
-
     /// Dead-letters, acknowledges and counts a processed batch in one atomic step. Call only after
     /// the batch's Postgres transaction committed.
     ///
@@ -246,6 +191,17 @@ impl WorkerQueue {
     /// when that process no longer holds the worker's lease.
     pub async fn settle(&self, settlement: &Settlement) -> Result<SettledBy, QueueError> {
         let dead_entries = self.dead_entries(settlement)?;
+        // A batch is claimed from one shard and settled there. A settlement without its claimed
+        // batch settles on the first shard: only an unsharded queue's callers omit it.
+        let shard = settlement
+            .claimed
+            .as_ref()
+            .map_or(0, |claimed| claimed.shard);
+        let queue = self
+            .queue
+            .shard(shard)
+            .ok_or(QueueError::NoSuchShard { shard })?;
+        let keys = queue.keys();
         let batch_id = settlement
             .claimed
             .as_ref()
@@ -256,16 +212,14 @@ impl WorkerQueue {
             .filter(|claimed| claimed.len == settlement.done.len() + settlement.dead.len());
         if let Some(claimed) = settled_whole {
             let mut invocation = scripts::SETTLE_CLAIMED.prepare_invoke();
-            self.guarded(&mut invocation, &batch_id);
+            self.guarded(&mut invocation, keys, &batch_id);
             invocation
                 .arg(claimed.len)
                 .arg(&claimed.oldest)
                 .arg(&claimed.newest)
                 .arg(dead_entries.len());
             append_dead_and_skipped(&mut invocation, &dead_entries, &settlement.skipped);
-            let settled: i64 = invocation
-                .invoke_async(&mut self.queue.connection())
-                .await?;
+            let settled: i64 = invocation.invoke_async(&mut queue.connection()).await?;
             match self.guard_outcome(settled)? {
                 Some(earlier) => return Ok(earlier),
                 None if settled >= 0 => return Ok(SettledBy::Position),
@@ -275,13 +229,14 @@ impl WorkerQueue {
                 ),
             }
         }
-        self.settle_by_value(settlement, &batch_id, &dead_entries)
+        self.settle_by_value(&queue, settlement, &batch_id, &dead_entries)
             .await
     }
 
     /// Removes each settled envelope by value (`LREM`), wherever it is in the processing list.
     async fn settle_by_value(
         &self,
+        queue: &Queue,
         settlement: &Settlement,
         batch_id: &str,
         dead_entries: &[String],
@@ -292,7 +247,7 @@ impl WorkerQueue {
             .chain(settlement.dead.iter().map(|dead| &dead.envelope))
             .collect();
         let mut invocation = scripts::SETTLE.prepare_invoke();
-        self.guarded(&mut invocation, batch_id);
+        self.guarded(&mut invocation, queue.keys(), batch_id);
         invocation.arg(removed.len()).arg(dead_entries.len());
         // In claim order, oldest first: a batch is the oldest part of the processing list, at
         // its tail, and the script removes from the tail, so each LREM finds its envelope at
@@ -301,15 +256,17 @@ impl WorkerQueue {
             invocation.arg(*envelope);
         }
         append_dead_and_skipped(&mut invocation, dead_entries, &settlement.skipped);
-        let settled: i64 = invocation
-            .invoke_async(&mut self.queue.connection())
-            .await?;
+        let settled: i64 = invocation.invoke_async(&mut queue.connection()).await?;
         Ok(self.guard_outcome(settled)?.unwrap_or(SettledBy::Value))
     }
 
     /// The keys and leading arguments both settle scripts share (see `scripts::SETTLE_GUARD`).
-    fn guarded(&self, invocation: &mut redis::ScriptInvocation<'_>, batch_id: &str) {
-        let keys = self.queue.keys();
+    fn guarded(
+        &self,
+        invocation: &mut redis::ScriptInvocation<'_>,
+        keys: &QueueKeys,
+        batch_id: &str,
+    ) {
         invocation
             .key(keys.processing(&self.worker))
             .key(keys.dead())

@@ -10,6 +10,13 @@
 //! tail, so the next window simply starts past them (`skip`). A replay or purge changes the list
 //! only through a script that checks each entry is still there, so an entry is never replayed
 //! twice, nor purged after it was replayed.
+//!
+//! On a sharded queue every shard has its own dead list (a script dead-letters into the shard it
+//! runs on). [`Queue::dead_len`] and [`Queue::dead_letters`] read them as one list, shard after
+//! shard; each entry says its shard, and [`Queue::replay_dead`] puts it back on that shard's
+//! backlog. The window operations ([`Queue::dead_letters_from_tail`],
+//! [`Queue::purge_dead_window`]) act on one shard: callers run them on each of
+//! [`Queue::shards`].
 
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -34,6 +41,8 @@ pub struct DeadLetter {
 /// else wrote it).
 #[derive(Debug)]
 pub struct DeadEntry {
+    /// The shard whose dead list holds it.
+    pub shard: usize,
     /// The entry exactly as stored; it identifies the entry to replay or remove.
     pub raw: String,
     /// The entry read as a dead letter.
@@ -42,9 +51,9 @@ pub struct DeadEntry {
 
 impl DeadEntry {
     /// Reads a stored entry.
-    fn parse(raw: String) -> Self {
+    fn parse(shard: usize, raw: String) -> Self {
         let parsed = serde_json::from_str(&raw).map_err(QueueError::from);
-        Self { raw, parsed }
+        Self { shard, raw, parsed }
     }
 
     /// The entry as one that can be replayed, if it is a dead letter mailtrail wrote.
@@ -52,6 +61,7 @@ impl DeadEntry {
         Ok(ReplayableDeadLetter {
             letter: self.parsed?,
             raw: self.raw,
+            shard: self.shard,
         })
     }
 }
@@ -63,6 +73,8 @@ pub struct ReplayableDeadLetter {
     pub raw: String,
     /// The dead letter (its envelope is what the replay queues).
     pub letter: DeadLetter,
+    /// The shard whose dead list holds it, and whose backlog it goes back to.
+    pub shard: usize,
 }
 
 /// What one window of [`Queue::purge_dead_window`] did.
@@ -77,20 +89,38 @@ pub struct PurgedWindow {
 impl Queue {
     /// How many envelopes are dead-lettered.
     pub async fn dead_len(&self) -> Result<u64, QueueError> {
-        Ok(self.connection().llen(self.keys().dead()).await?)
+        let mut length = 0;
+        for shard in self.shards() {
+            let in_shard: u64 = shard.connection().llen(shard.keys().dead()).await?;
+            length += in_shard;
+        }
+        Ok(length)
     }
 
-    /// Dead letters from `start` (0 = newest) up to `count` of them, with their raw entries.
+    /// Dead letters from `start` (0 = newest) up to `count` of them, with their raw entries; on
+    /// a sharded queue, of the shards' dead lists one after the other (each newest first).
     pub async fn dead_letters(&self, start: u64, count: u64) -> Result<Vec<DeadEntry>, QueueError> {
-        if count == 0 {
-            return Ok(Vec::new());
+        let mut entries = Vec::new();
+        let mut start = start;
+        for (index, shard) in self.shards().into_iter().enumerate() {
+            let wanted = count.saturating_sub(entries.len() as u64);
+            if wanted == 0 {
+                break;
+            }
+            let length: u64 = shard.connection().llen(shard.keys().dead()).await?;
+            if start >= length {
+                start -= length;
+                continue;
+            }
+            let stop = (start + wanted - 1) as isize;
+            let raw: Vec<String> = shard
+                .connection()
+                .lrange(shard.keys().dead(), start as isize, stop)
+                .await?;
+            entries.extend(raw.into_iter().map(|raw| DeadEntry::parse(index, raw)));
+            start = 0;
         }
-        let stop = (start + count - 1) as isize;
-        let raw: Vec<String> = self
-            .connection()
-            .lrange(self.keys().dead(), start as isize, stop)
-            .await?;
-        Ok(raw.into_iter().map(DeadEntry::parse).collect())
+        Ok(entries)
     }
 
     /// Up to `count` dead letters ending `skip` entries before the oldest, in list order (newest
@@ -111,21 +141,35 @@ impl Queue {
             .arg(stop)
             .query_async(&mut self.connection())
             .await?;
-        Ok(raw.into_iter().map(DeadEntry::parse).collect())
+        let shard = self.keys().shard_index() as usize;
+        Ok(raw
+            .into_iter()
+            .map(|raw| DeadEntry::parse(shard, raw))
+            .collect())
     }
 
     /// Moves the given dead letters back onto the backlog (to be taken next); returns how many
     /// moved. One no longer in the dead list (replayed or purged meanwhile) is skipped.
     pub async fn replay_dead(&self, entries: &[ReplayableDeadLetter]) -> Result<u64, QueueError> {
-        if entries.is_empty() {
-            return Ok(0);
+        let mut moved = 0;
+        for shard in self.shards() {
+            let index = shard.keys().shard_index() as usize;
+            let here: Vec<&ReplayableDeadLetter> = entries
+                .iter()
+                .filter(|entry| entry.shard == index || self.shard_count() == 1)
+                .collect();
+            if here.is_empty() {
+                continue;
+            }
+            let mut invocation = scripts::REPLAY.key(shard.keys().dead());
+            invocation.key(shard.keys().events());
+            for entry in here {
+                invocation.arg(&entry.raw).arg(&entry.letter.envelope);
+            }
+            let in_shard: u64 = invocation.invoke_async(&mut shard.connection()).await?;
+            moved += in_shard;
         }
-        let mut invocation = scripts::REPLAY.key(self.keys().dead());
-        invocation.key(self.keys().events());
-        for entry in entries {
-            invocation.arg(&entry.raw).arg(&entry.letter.envelope);
-        }
-        Ok(invocation.invoke_async(&mut self.connection()).await?)
+        Ok(moved)
     }
 
     /// Removes dead letters older than `cutoff_ms` from one window of `count` entries that ends
@@ -175,10 +219,17 @@ mod tests {
             envelope: "e".into(),
         };
         let raw = serde_json::to_string(&letter).unwrap();
-        let replayable = DeadEntry::parse(raw.clone()).into_replayable().unwrap();
-        assert_eq!(replayable, ReplayableDeadLetter { raw, letter });
+        let replayable = DeadEntry::parse(2, raw.clone()).into_replayable().unwrap();
+        assert_eq!(
+            replayable,
+            ReplayableDeadLetter {
+                raw,
+                letter,
+                shard: 2
+            }
+        );
         assert!(
-            DeadEntry::parse("not json".into())
+            DeadEntry::parse(0, "not json".into())
                 .into_replayable()
                 .is_err()
         );

@@ -10,3 +10,6 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 
 /// `MAILTRAIL_REDIS_PREFIX` when unset; every key name starts with it (see [`crate::keys`]).
 pub const DEFAULT_REDIS_PREFIX: &str = "mailtrail:";
+
+/// `MAILTRAIL_QUEUE_SHARDS` when unset: one backlog, as before shards existed.
+pub const DEFAULT_QUEUE_SHARDS: u16 = 1;

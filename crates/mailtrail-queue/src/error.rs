@@ -16,6 +16,27 @@ pub enum QueueError {
         /// The worker id.
         worker: String,
     },
+    /// A batch names a shard the queue does not have (it was claimed under another
+    /// `MAILTRAIL_QUEUE_SHARDS`).
+    #[error("the queue has no shard {shard}")]
+    NoSuchShard {
+        /// The shard's index.
+        shard: usize,
+    },
+    /// Workers of a version before hash tags still hold leases under the old key names, so their
+    /// in-flight envelopes cannot be moved yet.
+    #[error(
+        "workers still hold leases under the old key names ({}); stop them (or wait for their leases to lapse) first",
+        workers.join(", ")
+    )]
+    LegacyWorkersAlive {
+        /// Their worker ids.
+        workers: Vec<String>,
+    },
+    /// The old key names were never usable on a Redis Cluster, so there is nothing to move
+    /// there (and moving between slots is not one command).
+    #[error("the queue is on a Redis Cluster, where the old key names were never used")]
+    LegacyKeysOnCluster,
 }
 
 impl QueueError {

@@ -1,7 +1,9 @@
 //! Leases and recovery: who may hold a processing list, and what happens to it when they die.
 //!
-//! A worker holds a lease (`{prefix}worker:{worker}`, TTL) that it renews while it runs, and is
-//! registered in `{prefix}workers`. Invariants:
+//! A worker holds a lease (`{tag}:worker:{worker}`, TTL) that it renews while it runs, and is
+//! registered in `{tag}:workers`. On a sharded queue it holds one in every shard, taken, renewed
+//! and given up together (each shard's scripts can only see that shard's keys); every method
+//! here acts on each shard the handle covers and adds up what they did. Invariants:
 //! - **one process per worker id**: [`Queue::renew_lease`] takes a lease only if it is free or
 //!   already this process's, so two processes never requeue each other's in-flight envelopes;
 //! - **recovery moves before it removes**: the `REQUEUE` script pushes each
@@ -14,10 +16,10 @@
 //!   envelopes may have been handed to another never goes on as if nothing happened;
 //! - **poison stops**: an envelope recovered from dead workers more than [`POISON_CAP`] times
 //!   within [`POISON_WINDOW`] is dead-lettered instead of being fed to the next worker. The
-//!   counters are fields of one hash (`{prefix}recovered`), which the reaper prunes of fields
+//!   counters are fields of one hash (`{tag}:recovered`), which the reaper prunes of fields
 //!   whose window is over, a bounded number per pass;
 //! - **only deaths count**: a reap cannot tell a dead worker from one cut off from Redis (or
-//!   frozen) for longer than its lease, so it records what it counted (`{prefix}reaped:{worker}`),
+//!   frozen) for longer than its lease, so it records what it counted (`{tag}:reaped:{worker}`),
 //!   and a worker that comes back to a lapsed lease takes those counts back
 //!   ([`Queue::absolve`]). A restart under the same id removes the record instead: the previous
 //!   process did die.
@@ -72,8 +74,11 @@ pub struct ReapedWorker {
 }
 
 impl Queue {
-    /// Runs one of the two lease scripts, which take the same keys and arguments (lease, workers
-    /// set; instance, now, TTL in ms, worker id) and differ in what they do with a lapsed lease.
+    /// Runs one of the two lease scripts on every shard, which take the same keys and arguments
+    /// (lease, workers set; instance, now, TTL in ms, worker id) and differ in what they do with
+    /// a lapsed lease; returns each shard's answer. The first shard that answers anything but 1
+    /// (held) stops the round: a lease another process holds must not be taken in the other
+    /// shards.
     async fn lease_script(
         &self,
         script: &redis::Script,
@@ -82,15 +87,21 @@ impl Queue {
         ttl: Duration,
     ) -> Result<i64, QueueError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        Ok(script
-            .key(self.keys().lease(worker))
-            .key(self.keys().workers())
-            .arg(instance)
-            .arg(now_ms())
-            .arg(ttl_ms)
-            .arg(worker)
-            .invoke_async(&mut self.connection())
-            .await?)
+        for shard in self.shards() {
+            let answer: i64 = script
+                .key(shard.keys().lease(worker))
+                .key(shard.keys().workers())
+                .arg(instance)
+                .arg(now_ms())
+                .arg(ttl_ms)
+                .arg(worker)
+                .invoke_async(&mut shard.connection())
+                .await?;
+            if answer != 1 {
+                return Ok(answer);
+            }
+        }
+        Ok(1)
     }
 
     /// Takes or renews `worker`'s lease for `ttl` on behalf of `instance` (unique per process).
@@ -129,20 +140,27 @@ impl Queue {
     /// its lease lapsed but was alive all along (cut off from Redis, or frozen): its envelopes
     /// were not what stopped it. Returns how many counters were lowered.
     pub async fn absolve(&self, worker: &str) -> Result<u64, QueueError> {
-        let lowered: u64 = scripts::ABSOLVE
-            .key(self.keys().reaped(worker))
-            .key(self.keys().recovered())
-            .invoke_async(&mut self.connection())
-            .await?;
+        let mut lowered = 0;
+        for shard in self.shards() {
+            let in_shard: u64 = scripts::ABSOLVE
+                .key(shard.keys().reaped(worker))
+                .key(shard.keys().recovered())
+                .invoke_async(&mut shard.connection())
+                .await?;
+            lowered += in_shard;
+        }
         Ok(lowered)
     }
 
     /// Forgets what the last reap of `worker` counted, so the counts stand: the worker's loop was
     /// stuck, which is what a poison envelope does.
     pub async fn confirm_reap(&self, worker: &str) -> Result<(), QueueError> {
-        self.connection()
-            .del::<_, ()>(self.keys().reaped(worker))
-            .await?;
+        for shard in self.shards() {
+            shard
+                .connection()
+                .del::<_, ()>(shard.keys().reaped(worker))
+                .await?;
+        }
         Ok(())
     }
 
@@ -157,6 +175,25 @@ impl Queue {
     }
 
     async fn requeue(
+        &self,
+        worker: &str,
+        only_if_dead: bool,
+        after_crash: bool,
+    ) -> Result<Requeued, QueueError> {
+        let mut total = Requeued::default();
+        for shard in self.shards() {
+            let requeued = shard
+                .requeue_in_shard(worker, only_if_dead, after_crash)
+                .await?;
+            total.alive |= requeued.alive;
+            total.moved += requeued.moved;
+            total.poisoned += requeued.poisoned;
+        }
+        Ok(total)
+    }
+
+    /// [`Queue::requeue`] on this handle's first shard.
+    async fn requeue_in_shard(
         &self,
         worker: &str,
         only_if_dead: bool,
@@ -189,25 +226,47 @@ impl Queue {
     /// crash), drops its lease and its registration. Returns how many envelopes went back.
     pub async fn release(&self, worker: &str) -> Result<u64, QueueError> {
         let requeued = self.requeue_in_flight(worker, false).await?;
-        redis::pipe()
-            .atomic()
-            .del(self.keys().lease(worker))
-            .ignore()
-            .srem(self.keys().workers(), worker)
-            .ignore()
-            .query_async::<()>(&mut self.connection())
-            .await?;
+        for shard in self.shards() {
+            redis::pipe()
+                .atomic()
+                .del(shard.keys().lease(worker))
+                .ignore()
+                .srem(shard.keys().workers(), worker)
+                .ignore()
+                .query_async::<()>(&mut shard.connection())
+                .await?;
+        }
         Ok(requeued.moved)
     }
 
     /// Finds registered workers whose lease has expired and moves their in-flight envelopes back
     /// onto the backlog (dead-lettering poison); then prunes a bounded number of recovery
     /// counters whose window is over. Returns the workers reaped.
+    ///
+    /// Each shard is reaped on its own (a worker's leases in the shards lapse independently);
+    /// a worker reaped in several shards is reported once, with what all of them moved.
     pub async fn reap_dead_workers(&self) -> Result<Vec<ReapedWorker>, QueueError> {
+        let mut reaped: Vec<ReapedWorker> = Vec::new();
+        for shard in self.shards() {
+            for found in shard.reap_shard().await? {
+                match reaped.iter_mut().find(|known| known.worker == found.worker) {
+                    Some(known) => {
+                        known.requeued.moved += found.requeued.moved;
+                        known.requeued.poisoned += found.requeued.poisoned;
+                    }
+                    None => reaped.push(found),
+                }
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// [`Queue::reap_dead_workers`] on this handle's first shard.
+    async fn reap_shard(&self) -> Result<Vec<ReapedWorker>, QueueError> {
         let workers: Vec<String> = self.connection().smembers(self.keys().workers()).await?;
         let mut reaped = Vec::new();
         for worker in workers {
-            let requeued = self.requeue(&worker, true, true).await?;
+            let requeued = self.requeue_in_shard(&worker, true, true).await?;
             if !requeued.alive {
                 reaped.push(ReapedWorker { worker, requeued });
             }
@@ -222,7 +281,7 @@ impl Queue {
     /// One step of the sweep over the recovery counters: removes the stale ones among about
     /// [`PRUNE_PER_PASS`] fields, and remembers where to go on. Returns how many were removed.
     async fn prune_recoveries(&self) -> Result<u64, QueueError> {
-        let cursor = self.prune_cursor.load(Ordering::Relaxed);
+        let cursor = self.first_shard().prune_cursor.load(Ordering::Relaxed);
         let (next, removed): (String, u64) = scripts::PRUNE_RECOVERED
             .key(self.keys().recovered())
             .arg(cursor)
@@ -231,7 +290,8 @@ impl Queue {
             .invoke_async(&mut self.connection())
             .await?;
         // A cursor that does not parse restarts the sweep: at worst some fields are seen twice.
-        self.prune_cursor
+        self.first_shard()
+            .prune_cursor
             .store(next.parse().unwrap_or(0), Ordering::Relaxed);
         if removed > 0 {
             tracing::debug!(removed, "pruned expired recovery counters");

@@ -14,25 +14,36 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | `connection` | [`Queue::connect`], the one way to a queue; the Redis durability check |
+//! | `connection` | [`Queue::connect`], the one way to a queue, and its shards; the Redis durability check |
+//! | `redis_connection` | one Redis server or a Redis Cluster behind one connection type |
 //! | `producer` | pushing envelopes onto the backlog |
-//! | `consumer` | a worker's claim and settle ([`WorkerQueue`]) |
+//! | `checkpoint` | reconciliation's checkpoint per domain, advanced with the push of what it covers |
+//! | `claim` | a worker's claim, fair over the shards ([`Claimed`]) |
+//! | `consumer` | a worker's settle ([`WorkerQueue`]) |
 //! | `lease` | leases, requeue of a dead worker's envelopes, poison detection, release |
 //! | `dead_letters` | reading, replaying and purging dead letters |
+//! | `dead_erasure` | finding and removing the dead letters that hold a person's address |
 //! | `inspect` | read-only views: backlog, in flight, skip counts |
+//! | `legacy_keys` | moving a queue from the key names before hash tags to the current ones |
 //! | `scripts` | every Lua script, with the keys and arguments it takes |
 
+mod checkpoint;
+mod claim;
 mod connection;
 mod consumer;
+mod dead_erasure;
 mod dead_letters;
 pub mod defaults;
 mod error;
 mod inspect;
 pub mod keys;
 mod lease;
+mod legacy_keys;
 mod producer;
+mod redis_connection;
 mod scripts;
 
+pub use claim::Claimed;
 pub use connection::{Queue, QueueSettings, RedisDurability};
 pub use consumer::{
     ClaimedBatch, DeadEnvelope, SETTLED_MARKER_TTL, SettledBy, Settlement, SkippedCount,
@@ -43,6 +54,7 @@ pub use error::{DurabilityError, QueueError};
 pub use inspect::{BacklogSnapshot, InFlight};
 pub use keys::QueueKeys;
 pub use lease::{Heartbeat, POISON_CAP, POISON_WINDOW, ReapedWorker, Requeued};
+pub use legacy_keys::LegacyKeys;
 pub use producer::PushOutcome;
 
 /// Milliseconds since the epoch.

@@ -5,13 +5,17 @@
 //! envelope is queued, so answering 200 to a token already seen never loses an event. Everyone
 //! else (operators' replays, load generation, tests) pushes without a token.
 //!
-//! Envelopes go on the left (`LPUSH`) and workers take from the right, so the backlog is FIFO.
+//! Envelopes go on the left (`LPUSH`) and workers take from the right, so each shard's backlog
+//! is FIFO. On a sharded queue a webhook goes to the shard of its token (so the token's marker
+//! and the push stay one script on one slot) and other pushes go to the shards in turn.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::AsyncCommands;
 
 use crate::error::QueueError;
+use crate::keys::shard_of_token;
 use crate::{Queue, scripts};
 
 /// How a push ended.
@@ -35,9 +39,11 @@ impl Queue {
         envelope: &str,
         backlog_cap: u64,
     ) -> Result<PushOutcome, QueueError> {
+        let shard = self.shard_for_token(token);
+        let keys = shard.keys();
         let outcome: i64 = scripts::PUSH
-            .key(self.keys().token(token))
-            .key(self.keys().events())
+            .key(keys.token(token))
+            .key(keys.events())
             .arg(token_ttl.as_secs().max(1))
             .arg(envelope)
             .arg(backlog_cap)
@@ -52,9 +58,10 @@ impl Queue {
 
     /// Pushes an envelope without a token (operators' replays, benchmarks, tests).
     pub async fn push_envelope(&self, envelope: &str) -> Result<(), QueueError> {
+        let shard = self.next_push_shard();
         let _: i64 = self
             .connection()
-            .lpush(self.keys().events(), envelope)
+            .lpush(shard.keys().events(), envelope)
             .await?;
         Ok(())
     }
@@ -66,10 +73,31 @@ impl Queue {
         if envelopes.is_empty() {
             return Ok(());
         }
+        let shard = self.next_push_shard();
         let _: i64 = self
             .connection()
-            .lpush(self.keys().events(), envelopes)
+            .lpush(shard.keys().events(), envelopes)
             .await?;
         Ok(())
+    }
+
+    /// The shard a webhook signed with `token` goes to.
+    pub(crate) fn shard_for_token(&self, token: &str) -> Queue {
+        let count = self.shard_count();
+        if count == 1 {
+            return self.clone();
+        }
+        let index = shard_of_token(token, u16::try_from(count).unwrap_or(u16::MAX));
+        self.shard(index as usize).unwrap_or_else(|| self.clone())
+    }
+
+    /// The shard whose turn it is to take a push without a token.
+    fn next_push_shard(&self) -> Queue {
+        let count = self.shard_count();
+        if count == 1 {
+            return self.clone();
+        }
+        let turn = self.push_turn.fetch_add(1, Ordering::Relaxed) % count;
+        self.shard(turn).unwrap_or_else(|| self.clone())
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mailtrail_core::SigningKeys;
 use mailtrail_queue::QueueSettings;
-use mailtrail_queue::defaults::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
+use mailtrail_queue::defaults::{DEFAULT_QUEUE_SHARDS, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -25,6 +25,12 @@ pub struct ReceiverEnv {
     /// `MAILTRAIL_REDIS_PREFIX`.
     #[serde(default = "default_prefix")]
     pub mailtrail_redis_prefix: String,
+    /// `MAILTRAIL_REDIS_CLUSTER`: `REDIS_URL` lists the seed nodes of a Redis Cluster.
+    #[serde(default)]
+    pub mailtrail_redis_cluster: bool,
+    /// `MAILTRAIL_QUEUE_SHARDS`: how many shards the queue has (0 counts as 1).
+    #[serde(default = "default_queue_shards")]
+    pub mailtrail_queue_shards: u16,
     /// `MAILTRAIL_TIMESTAMP_WINDOW_SECS`: how far a signed timestamp may be from now.
     #[serde(default = "default_window")]
     pub mailtrail_timestamp_window_secs: u64,
@@ -64,6 +70,9 @@ fn default_bind() -> String {
 }
 fn default_prefix() -> String {
     DEFAULT_REDIS_PREFIX.to_owned()
+}
+fn default_queue_shards() -> u16 {
+    DEFAULT_QUEUE_SHARDS
 }
 /// Nine hours: Mailgun retries a failed webhook for about eight, and does not document whether a
 /// retry is re-signed. A shorter window would turn every retry of an outage into a loss.
@@ -105,6 +114,10 @@ pub struct ReceiverConfig {
     pub bind: String,
     /// Redis key prefix.
     pub redis_prefix: String,
+    /// A Redis Cluster rather than one server.
+    pub redis_cluster: bool,
+    /// The queue's shards (at least 1).
+    pub queue_shards: u16,
     /// Accepted distance of a signed timestamp from now.
     pub timestamp_window: Duration,
     /// How long a used token is remembered.
@@ -169,6 +182,8 @@ impl ReceiverConfig {
             signing_keys,
             bind: env.mailtrail_bind,
             redis_prefix: env.mailtrail_redis_prefix,
+            redis_cluster: env.mailtrail_redis_cluster,
+            queue_shards: env.mailtrail_queue_shards.max(1),
             timestamp_window: Duration::from_secs(window),
             token_ttl: Duration::from_secs(env.mailtrail_token_ttl_secs),
             backlog_cap: env.mailtrail_backlog_cap,
@@ -188,6 +203,8 @@ impl ReceiverConfig {
             url: self.redis_url.expose_secret().to_owned(),
             prefix: self.redis_prefix.clone(),
             response_timeout: self.redis_timeout,
+            cluster: self.redis_cluster,
+            shards: self.queue_shards,
         }
     }
 }

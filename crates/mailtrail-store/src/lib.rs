@@ -7,8 +7,11 @@
 //! - [`upsert_events`] writes a whole batch in one statement: new events go into the append-only
 //!   `email_events` table (deduplicated on their key) and only those update `sent_emails`, with
 //!   the precedence rule of `mailtrail_core::status` expressed in SQL.
+//! - [`count_stored_events`] says how many of some events are stored already (reconciliation).
 //! - [`tokens`] keeps the read API's tokens (hashed, scoped); [`messages`] lists sent messages in
 //!   keyset pages and shows one with its timeline.
+//! - [`partitions`] keeps the monthly partitions of `email_events` (created ahead, dropped past
+//!   retention); [`erase`] removes a person's rows and events.
 //! - [`stats`] answers the deliverability questions, one row per (day, subject, status), from
 //!   counters kept in the same transaction as the rows ([`rollups`] rebuilds and verifies them),
 //!   and [`report`] folds them into the groups and rates that the CLI and the read API present.
@@ -20,9 +23,12 @@ mod connection;
 pub mod conversion_figures;
 pub mod conversion_stats;
 pub mod conversions;
+pub mod erase;
 mod error;
+mod known;
 pub mod messages;
 mod migrate;
+pub mod partitions;
 pub mod pool;
 pub mod report;
 pub mod rollups;
@@ -36,6 +42,7 @@ pub use connection::{StoreConnection, connect};
 pub use conversion_stats::{ConversionRow, conversion_counts};
 pub use conversions::{BatchCounts, reattribute_all, write_batch};
 pub use error::StoreError;
+pub use known::count_stored_events;
 pub use migrate::{MIGRATIONS, migrate};
 pub use pool::{PooledConnection, StorePool, connect_pool};
 pub use report::{StatsReport, stats_report};

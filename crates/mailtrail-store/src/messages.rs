@@ -183,9 +183,18 @@ pub async fn message_detail(
     if recipients.is_empty() {
         return Ok(None);
     }
-    let events = email_events::table
+    // The rows' span bounds the events' time, so only the months the message lived in are read
+    // (partition pruning; see `timeline`).
+    let first = recipients.iter().map(|row| row.first_event_at).min();
+    let last = recipients.iter().map(|row| row.last_event_at).max();
+    let mut events = email_events::table
         .select(MessageEvent::as_select())
         .filter(email_events::message_id.eq(message_id))
+        .into_boxed();
+    if let (Some(first), Some(last)) = (first, last) {
+        events = events.filter(email_events::occurred_at.between(first, last));
+    }
+    let events = events
         .order((email_events::occurred_at, email_events::event_key))
         .limit(MAX_EVENTS)
         .load(connection)

@@ -34,8 +34,8 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Every accepted event, append-only.
-    email_events (event_key) {
+    /// Every accepted event, append-only; partitioned by month of `occurred_at`.
+    email_events (event_key, occurred_at) {
         event_key -> Text,
         message_id -> Text,
         recipient -> Text,

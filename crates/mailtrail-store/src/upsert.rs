@@ -5,7 +5,8 @@
 //! 65,535-parameter limit. The statement
 //!
 //! 1. inserts the events into `email_events`, skipping keys already there (retries, duplicates,
-//!    a batch replayed after a crash);
+//!    a batch replayed after a crash); the table is partitioned by month, so its unique key is
+//!    `(event_key, occurred_at)`, as strict as the key alone because the key hashes the time;
 //! 2. folds only the *newly inserted* events per (message, recipient): the best status claim by
 //!    `(tier, explicit, time, status, reason, code)` and the engagement counts;
 //! 3. upserts `sent_emails`, keeping the higher-ranked claim and adding the counts.
@@ -94,7 +95,7 @@ inserted AS (
          backer_id, project_id, subject, status, status_tier, status_explicit,
          severity, reason, delivery_code, engagement, bot, url, bot_kind, recipient_as_sent)
   SELECT * FROM input ORDER BY event_key
-  ON CONFLICT (event_key) DO NOTHING
+  ON CONFLICT (event_key, occurred_at) DO NOTHING
   RETURNING *
 ),
 claims AS (

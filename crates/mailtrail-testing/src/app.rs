@@ -33,7 +33,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::webhooks::{TEST_SIGNING_KEY, fresh_token, now_seconds};
-use crate::{TestDatabase, TestRedis};
+use crate::{QueueLayout, TestDatabase, TestRedis};
 
 /// The id of a test app's worker, which names its processing list and its lease.
 pub const TEST_WORKER_ID: &str = "worker-1";
@@ -48,6 +48,7 @@ pub struct TestAppBuilder {
     database: bool,
     start_worker: bool,
     redis_server: Option<String>,
+    layout: QueueLayout,
     receiver_env: Vec<(String, String)>,
     worker_env: Vec<(String, String)>,
 }
@@ -82,6 +83,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Where the queue lives: the shared Redis (the default) or a cluster of the test's own
+    /// with so many shards.
+    pub fn layout(mut self, layout: QueueLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
     /// Sets one of the receiver's variables (`MAILTRAIL_BACKLOG_CAP`, ...) over the defaults.
     pub fn receiver_env(mut self, name: &str, value: &str) -> Self {
         self.receiver_env.push((name.to_owned(), value.to_owned()));
@@ -104,7 +112,7 @@ impl TestAppBuilder {
         };
         let redis = match &self.redis_server {
             Some(url) => TestRedis::on(url),
-            None => TestRedis::new(),
+            None => TestRedis::with_layout(self.layout),
         };
         let receiver = Application::build(self.receiver_config(&redis))
             .await
@@ -133,14 +141,17 @@ impl TestAppBuilder {
     }
 
     fn receiver_config(&self, redis: &TestRedis) -> ReceiverConfig {
-        let defaults = [
-            ("REDIS_URL", redis.url()),
-            ("MAILTRAIL_SIGNING_KEYS", &self.signing_keys),
-            ("MAILTRAIL_BIND", "127.0.0.1:0"),
-            ("MAILTRAIL_REDIS_PREFIX", redis.prefix()),
-            ("MAILTRAIL_HTTP_WORKERS", "1"),
-            ("MAILTRAIL_METRICS_BIND", "127.0.0.1:0"),
-        ];
+        let redis_env = redis.env();
+        let defaults: Vec<(&str, &str)> = redis_env
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .chain([
+                ("MAILTRAIL_SIGNING_KEYS", self.signing_keys.as_str()),
+                ("MAILTRAIL_BIND", "127.0.0.1:0"),
+                ("MAILTRAIL_HTTP_WORKERS", "1"),
+                ("MAILTRAIL_METRICS_BIND", "127.0.0.1:0"),
+            ])
+            .collect();
         let vars = envy::from_iter(variables(&defaults, &self.receiver_env))
             .expect("the receiver's test variables");
         ReceiverConfig::from_vars(vars).expect("a valid receiver configuration")
@@ -176,6 +187,7 @@ impl TestApp {
             database: true,
             start_worker: true,
             redis_server: None,
+            layout: QueueLayout::Single,
             receiver_env: Vec::new(),
             worker_env: Vec::new(),
         }
@@ -327,16 +339,19 @@ impl TestApp {
     }
 
     fn worker_config(&self) -> WorkerConfig {
-        let defaults = [
-            ("DATABASE_URL", self.database().url()),
-            ("REDIS_URL", self.redis.url()),
-            ("MAILTRAIL_REDIS_PREFIX", self.redis.prefix()),
-            ("MAILTRAIL_WORKER_ID", TEST_WORKER_ID),
-            ("MAILTRAIL_CLAIM_BLOCK_MS", "100"),
-            ("MAILTRAIL_LEASE_TTL_SECS", "3"),
-            ("MAILTRAIL_MIGRATE", "false"),
-            ("MAILTRAIL_METRICS_BIND", ""),
-        ];
+        let redis_env = self.redis.env();
+        let defaults: Vec<(&str, &str)> = redis_env
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .chain([
+                ("DATABASE_URL", self.database().url()),
+                ("MAILTRAIL_WORKER_ID", TEST_WORKER_ID),
+                ("MAILTRAIL_CLAIM_BLOCK_MS", "100"),
+                ("MAILTRAIL_LEASE_TTL_SECS", "3"),
+                ("MAILTRAIL_MIGRATE", "false"),
+                ("MAILTRAIL_METRICS_BIND", ""),
+            ])
+            .collect();
         let vars = envy::from_iter(variables(&defaults, &self.worker_env))
             .expect("the worker's test variables");
         WorkerConfig::from_vars(vars).expect("a valid worker configuration")

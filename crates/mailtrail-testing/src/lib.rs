@@ -11,6 +11,9 @@
 //! - [`ChaosProxy`] sits between a process and a server and can cut every connection, so a test
 //!   can take Postgres or Redis "down" without touching the shared servers.
 //! - [`PrivateRedis`] runs a `redis-server` of the test's own on a free port, to stop and restart.
+//! - [`FakeMailgun`] serves Mailgun's Events and webhooks API on port 0, with faults on demand.
+//! - [`RedisCluster`] runs a three-master Redis Cluster of the test's own; a [`TestRedis`] with a
+//!   cluster [`QueueLayout`] starts one, so a test runs the same on a single server and a cluster.
 //!
 //! The shared servers' addresses come from `MAILTRAIL_TEST_DATABASE_URL` (an admin URL, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `MAILTRAIL_TEST_REDIS_URL` (default
@@ -22,8 +25,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod app;
 mod chaos;
+mod fake_mailgun;
 mod metrics;
 mod private_redis;
+mod redis_cluster;
 mod seed;
 mod test_database;
 mod test_redis;
@@ -31,11 +36,13 @@ mod webhooks;
 
 pub use app::{TEST_WORKER_ID, TestApp, TestAppBuilder};
 pub use chaos::ChaosProxy;
+pub use fake_mailgun::{FAKE_API_KEY, FAKE_SENDING_KEY, FakeMailgun, Fault, SeenRequest};
 pub use metrics::{metric, scrape};
 pub use private_redis::{PrivateRedis, free_port};
+pub use redis_cluster::{CLUSTER_MASTERS, RedisCluster};
 pub use seed::{event_at, worker_row};
 pub use test_database::TestDatabase;
-pub use test_redis::{Queued, TestRedis};
+pub use test_redis::{QueueLayout, Queued, TestRedis};
 pub use webhooks::{TEST_SIGNING_KEY, fresh_token, now_seconds};
 
 /// The admin URL of the Postgres server tests use.

@@ -17,6 +17,16 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates and migrates a new database.
     pub async fn create() -> Self {
+        let database = Self::create_unmigrated().await;
+        let connection = database.connect().await;
+        mailtrail_store::migrate(connection)
+            .await
+            .expect("migrate test database");
+        database
+    }
+
+    /// Creates a new, empty database (no migrations run), for tests of a migration itself.
+    pub async fn create_unmigrated() -> Self {
         let admin_url = admin_database_url();
         let name = unique_name("db");
         let mut admin = AsyncPgConnection::establish(&admin_url)
@@ -27,12 +37,6 @@ impl TestDatabase {
             .await
             .expect("create test database");
         let url = database_url_for(&admin_url, &name);
-        let connection = mailtrail_store::connect(&url, Duration::from_secs(30))
-            .await
-            .expect("connect to test database");
-        mailtrail_store::migrate(connection)
-            .await
-            .expect("migrate test database");
         Self { name, url }
     }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mailtrail_core::{Conversion, EventRow, Verdict, triage};
-use mailtrail_queue::{ClaimedBatch, DeadEnvelope, Settlement, SkippedCount};
+use mailtrail_queue::{Claimed, ClaimedBatch, DeadEnvelope, Settlement, SkippedCount};
 use mailtrail_store::{BatchCounts, StoreConnection, StoreError, write_batch};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -56,7 +56,7 @@ pub(crate) struct TriagedBatch {
 
 impl TriagedBatch {
     /// Triages a claimed batch (oldest first).
-    pub(crate) fn of(batch: Vec<String>) -> Self {
+    pub(crate) fn of(batch: Claimed) -> Self {
         let mut triaged = Self {
             claimed: ClaimedBatch::of(&batch),
             envelopes: Vec::with_capacity(batch.len()),
@@ -353,7 +353,10 @@ mod tests {
         let stored = webhook(r#"{"backer_id": 1, "project_id": 2}"#);
         let skipped = webhook("{}");
         let garbage = "not an envelope".to_owned();
-        let mut batch = TriagedBatch::of(vec![stored.clone(), skipped.clone(), garbage.clone()]);
+        let mut batch = TriagedBatch::of(Claimed::new(
+            0,
+            vec![stored.clone(), skipped.clone(), garbage.clone()],
+        ));
         assert_eq!((batch.len(), batch.rows()), (3, 1));
         batch.rows.clear();
 
@@ -386,7 +389,7 @@ mod tests {
                   "message": {"headers": {"message-id": "m@x"}}}]"#,
         )
         .to_json();
-        let mut batch = TriagedBatch::of(vec![page.clone()]);
+        let mut batch = TriagedBatch::of(Claimed::new(0, vec![page.clone()]));
         assert_eq!(batch.rows(), 1);
         batch.refuse_row(0, "Postgres refused the event: x".to_owned());
         let settlement = batch.into_settlement();

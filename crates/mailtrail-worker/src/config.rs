@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use mailtrail_queue::QueueSettings;
-use mailtrail_queue::defaults::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
+use mailtrail_queue::defaults::{DEFAULT_QUEUE_SHARDS, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -21,6 +21,12 @@ pub struct WorkerEnv {
     /// `MAILTRAIL_REDIS_PREFIX`.
     #[serde(default = "default_prefix")]
     pub mailtrail_redis_prefix: String,
+    /// `MAILTRAIL_REDIS_CLUSTER`: `REDIS_URL` lists the seed nodes of a Redis Cluster.
+    #[serde(default)]
+    pub mailtrail_redis_cluster: bool,
+    /// `MAILTRAIL_QUEUE_SHARDS`: how many shards the queue has (0 counts as 1).
+    #[serde(default = "default_queue_shards")]
+    pub mailtrail_queue_shards: u16,
     /// `MAILTRAIL_WORKER_ID`: unique per running worker; default host name and pid.
     #[serde(default)]
     pub mailtrail_worker_id: Option<String>,
@@ -68,6 +74,9 @@ fn default_redis_url() -> SecretString {
 fn default_prefix() -> String {
     DEFAULT_REDIS_PREFIX.to_owned()
 }
+fn default_queue_shards() -> u16 {
+    DEFAULT_QUEUE_SHARDS
+}
 fn default_batch_size() -> usize {
     1_000
 }
@@ -103,6 +112,10 @@ pub struct WorkerConfig {
     pub redis_url: SecretString,
     /// Redis key prefix.
     pub redis_prefix: String,
+    /// A Redis Cluster rather than one server.
+    pub redis_cluster: bool,
+    /// The queue's shards (at least 1).
+    pub queue_shards: u16,
     /// This worker's id.
     pub worker_id: String,
     /// Envelopes per batch.
@@ -192,6 +205,8 @@ impl WorkerConfig {
             database_url: env.database_url,
             redis_url: env.redis_url,
             redis_prefix: env.mailtrail_redis_prefix,
+            redis_cluster: env.mailtrail_redis_cluster,
+            queue_shards: env.mailtrail_queue_shards.max(1),
             worker_id,
             batch_size: env.mailtrail_batch_size,
             claim_block,
@@ -213,6 +228,8 @@ impl WorkerConfig {
             url: self.redis_url.expose_secret().to_owned(),
             prefix: self.redis_prefix.clone(),
             response_timeout: self.redis_timeout,
+            cluster: self.redis_cluster,
+            shards: self.queue_shards,
         }
     }
 }

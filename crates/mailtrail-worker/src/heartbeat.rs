@@ -237,11 +237,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_loop_that_reports_nothing_lets_the_lease_lapse() {
         let redis = TestRedis::new();
-        let queue = Queue::connect(&QueueSettings {
-            url: redis.url().to_owned(),
-            prefix: redis.prefix().to_owned(),
-            response_timeout: Duration::from_secs(2),
-        })
+        let queue = Queue::connect(&QueueSettings::single(
+            redis.url(),
+            redis.prefix(),
+            Duration::from_secs(2),
+        ))
         .unwrap();
         let ttl = Duration::from_millis(600);
         assert!(queue.renew_lease("w", "i", ttl).await.unwrap());
@@ -267,7 +267,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         assert!(heartbeat.withheld());
         let lease: i64 = redis::cmd("EXISTS")
-            .arg(format!("{}worker:w", redis.prefix()))
+            .arg(redis.key("worker:w"))
             .query(&mut redis.connection())
             .unwrap();
         assert_eq!(lease, 0);

@@ -15,6 +15,7 @@
 //! | `batch.rs` | one batch: triage, write-with-split, what to settle |
 //! | `backoff.rs` | waiting out a failing Redis or Postgres |
 //! | `shutdown.rs` | the stop request |
+//! | `partition_upkeep.rs` | `email_events`' monthly partitions created ahead, at start and hourly |
 //! | `config.rs`, `metrics.rs` | configuration and `/metrics` |
 
 mod backoff;
@@ -22,6 +23,7 @@ mod batch;
 pub mod config;
 mod heartbeat;
 pub mod metrics;
+mod partition_upkeep;
 pub mod run_loop;
 pub mod shutdown;
 mod steps;

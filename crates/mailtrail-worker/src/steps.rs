@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use mailtrail_queue::{SettledBy, Settlement, WorkerQueue};
+use mailtrail_queue::{Claimed, SettledBy, Settlement, WorkerQueue};
 use mailtrail_store::BatchCounts;
 
 use crate::WorkerError;
@@ -128,7 +128,7 @@ pub(crate) struct LoopContext {
 /// Triages a claimed batch off the async threads, so a slow batch never delays the lease
 /// heartbeat or the other tasks. `None` only when the runtime is shutting down (the batch stays
 /// in the processing list and is requeued at the next start).
-pub(crate) async fn triage(claimed: Vec<String>) -> Option<TriagedBatch> {
+pub(crate) async fn triage(claimed: Claimed) -> Option<TriagedBatch> {
     match tokio::task::spawn_blocking(move || TriagedBatch::of(claimed)).await {
         Ok(triaged) => Some(triaged),
         // A panic while triaging crashes the worker as it would on the async thread, so the

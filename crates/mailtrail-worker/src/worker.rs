@@ -17,6 +17,7 @@ use crate::batch::{BatchWriter, connect_store};
 use crate::config::WorkerConfig;
 use crate::heartbeat::{HeartbeatSettings, LeaseHeartbeat, Progress};
 use crate::metrics::{self, WorkerMetrics};
+use crate::partition_upkeep::PartitionUpkeep;
 use crate::shutdown::{self, Shutdown};
 
 /// One running worker: its queue, its Postgres writer, its configuration, its identity, its
@@ -36,6 +37,8 @@ pub struct Worker {
     pub(crate) heartbeat: LeaseHeartbeat,
     /// Fires on the stop request or on the loss of the lease: what the loop's waits listen to.
     pub(crate) interrupt: Shutdown,
+    /// Creates `email_events` partitions ahead; runs as long as the worker.
+    _partition_upkeep: PartitionUpkeep,
 }
 
 impl Worker {
@@ -94,6 +97,11 @@ impl Worker {
                 tracing::info!(migrations = ?applied, "applied migrations");
             }
         }
+        let partition_upkeep = PartitionUpkeep::spawn(
+            config.database_url.clone(),
+            config.statement_timeout,
+            shutdown.clone(),
+        );
         let writer = BatchWriter::new(
             connection,
             config.database_url.clone(),
@@ -132,6 +140,7 @@ impl Worker {
             progress,
             heartbeat,
             interrupt,
+            _partition_upkeep: partition_upkeep,
         })
     }
 

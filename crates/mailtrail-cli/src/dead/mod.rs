@@ -214,7 +214,9 @@ async fn entry_at(queue: &Queue, index: u64) -> anyhow::Result<DeadEntry> {
 }
 
 async fn show(queue: &Queue, index: u64, raw: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let DeadEntry { raw: entry, parsed } = entry_at(queue, index).await?;
+    let DeadEntry {
+        raw: entry, parsed, ..
+    } = entry_at(queue, index).await?;
     if raw {
         writeln!(out, "{entry}")?;
         return Ok(());

@@ -3,24 +3,33 @@
 use super::replay::progress;
 use super::*;
 
-/// Counts the entries dead-lettered before `cutoff_ms`, reading the list in windows.
+/// Counts the entries dead-lettered before `cutoff_ms`, reading every shard's list in windows.
 pub(super) async fn count_older(queue: &Queue, total: u64, cutoff_ms: i64) -> anyhow::Result<u64> {
     let bar = progress(total, "counting");
-    let (mut examined, mut older) = (0, 0);
-    while examined < total {
-        let window = queue
-            .dead_letters_from_tail(examined, CHUNK.min(total - examined))
+    let mut older = 0;
+    for shard in queue.shards() {
+        let shard_total = shard
+            .dead_len()
             .await
             .context("cannot read the dead-letter list")?;
-        if window.is_empty() {
-            break;
+        let mut examined = 0;
+        while examined < shard_total {
+            let window = shard
+                .dead_letters_from_tail(examined, CHUNK.min(shard_total - examined))
+                .await
+                .context("cannot read the dead-letter list")?;
+            if window.is_empty() {
+                break;
+            }
+            examined += window.len() as u64;
+            bar.inc(window.len() as u64);
+            older += window
+                .iter()
+                .filter(
+                    |entry| matches!(&entry.parsed, Ok(letter) if letter.dead_at_ms < cutoff_ms),
+                )
+                .count() as u64;
         }
-        examined += window.len() as u64;
-        bar.inc(window.len() as u64);
-        older += window
-            .iter()
-            .filter(|entry| matches!(&entry.parsed, Ok(letter) if letter.dead_at_ms < cutoff_ms))
-            .count() as u64;
     }
     bar.finish_and_clear();
     Ok(older)
@@ -89,19 +98,26 @@ pub(super) async fn purge(
         }
     }
     let bar = progress(total, "purging");
-    let (mut examined, mut kept, mut removed) = (0, 0, 0);
-    while examined < total {
-        let window = queue
-            .purge_dead_window(cutoff_ms, kept, CHUNK.min(total - examined))
+    let mut removed = 0;
+    for shard in queue.shards() {
+        let shard_total = shard
+            .dead_len()
             .await
-            .context("cannot purge the dead letters")?;
-        if window.examined == 0 {
-            break;
+            .context("cannot read the dead-letter list")?;
+        let (mut examined, mut kept) = (0, 0);
+        while examined < shard_total {
+            let window = shard
+                .purge_dead_window(cutoff_ms, kept, CHUNK.min(shard_total - examined))
+                .await
+                .context("cannot purge the dead letters")?;
+            if window.examined == 0 {
+                break;
+            }
+            examined += window.examined;
+            kept += window.examined - window.removed;
+            removed += window.removed;
+            bar.inc(window.examined);
         }
-        examined += window.examined;
-        kept += window.examined - window.removed;
-        removed += window.removed;
-        bar.inc(window.examined);
     }
     bar.finish_and_clear();
     writeln!(out, "purged {removed} dead letters {threshold}")?;

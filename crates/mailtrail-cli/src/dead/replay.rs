@@ -85,35 +85,44 @@ pub(super) async fn replay_all(
         return Ok(());
     }
     let bar = progress(total, if dry_run { "reading" } else { "replaying" });
-    let (mut examined, mut kept, mut readable, mut unreadable, mut moved) = (0, 0, 0, 0, 0);
-    while examined < total {
-        let window = queue
-            .dead_letters_from_tail(kept, CHUNK.min(total - examined))
+    let (mut readable, mut unreadable, mut moved) = (0, 0, 0);
+    // Each shard has its own dead list, walked in windows from its tail.
+    for shard in queue.shards() {
+        let shard_total = shard
+            .dead_len()
             .await
             .context("cannot read the dead-letter list")?;
-        if window.is_empty() {
-            break;
-        }
-        examined += window.len() as u64;
-        bar.inc(window.len() as u64);
-        let mut replayable = Vec::with_capacity(window.len());
-        for entry in window {
-            match entry.into_replayable() {
-                Ok(entry) => replayable.push(entry),
-                Err(_) => unreadable += 1,
+        let (mut examined, mut kept, mut unreadable_here) = (0, 0, 0);
+        while examined < shard_total {
+            let window = shard
+                .dead_letters_from_tail(kept, CHUNK.min(shard_total - examined))
+                .await
+                .context("cannot read the dead-letter list")?;
+            if window.is_empty() {
+                break;
             }
+            examined += window.len() as u64;
+            bar.inc(window.len() as u64);
+            let mut replayable = Vec::with_capacity(window.len());
+            for entry in window {
+                match entry.into_replayable() {
+                    Ok(entry) => replayable.push(entry),
+                    Err(_) => unreadable_here += 1,
+                }
+            }
+            readable += replayable.len() as u64;
+            if dry_run {
+                kept = examined;
+                continue;
+            }
+            moved += shard
+                .replay_dead(&replayable)
+                .await
+                .context("cannot replay the dead letters")?;
+            // Replayed entries left the list; unreadable ones stay at the tail, so skip past them.
+            kept = unreadable_here;
         }
-        readable += replayable.len() as u64;
-        if dry_run {
-            kept = examined;
-            continue;
-        }
-        moved += queue
-            .replay_dead(&replayable)
-            .await
-            .context("cannot replay the dead letters")?;
-        // Replayed entries left the list; unreadable ones stay at the tail, so skip past them.
-        kept = unreadable;
+        unreadable += unreadable_here;
     }
     bar.finish_and_clear();
     if dry_run {

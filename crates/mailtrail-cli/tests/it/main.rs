@@ -6,10 +6,15 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 mod conversions_import;
+mod mailgun_webhooks;
+mod migrate_keys;
 mod postgres_commands;
+mod privacy_and_retention;
 mod purge_confirmation;
 mod queue_commands;
 mod readme_config;
+mod reconcile;
+mod reconcile_corpus;
 mod send_sample;
 mod stats_ranges;
 mod support;

@@ -2,12 +2,13 @@
 //! Redis prefix: `queue status`, and `dead list | show | replay | purge`. Queue state is made
 //! with the queue's own operations (push, claim, settle), as the receiver and worker make it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::support::{DAY, Mailtrail, old_dead_letter};
 use mailtrail_core::{Envelope, Source};
-use mailtrail_queue::{DeadEnvelope, DeadLetter, Settlement, SkippedCount, now_ms};
-use mailtrail_testing::TestRedis;
+use mailtrail_queue::{ClaimedBatch, DeadEnvelope, DeadLetter, Settlement, SkippedCount, now_ms};
+use mailtrail_testing::{QueueLayout, TestRedis};
 use serde_json::{Value, json};
 
 /// An envelope the receiver would have queued `age_ms` ago.
@@ -21,10 +22,14 @@ fn envelope(age_ms: i64, body: &str) -> String {
     .to_json()
 }
 
-/// Dead-letters `envelope` the way a worker does: push, claim, settle as dead.
+/// Dead-letters `envelope` the way a worker does: push, claim, settle as dead. On a sharded
+/// queue, successive calls use the shards in turn, so the dead letters spread over them.
 async fn dead_letter(redis: &TestRedis, worker_id: &str, envelope: &str, reason: &str) {
+    static TURN: AtomicUsize = AtomicUsize::new(0);
     let worker = redis.worker_queue(worker_id);
-    worker.queue().push_envelope(envelope).await.unwrap();
+    let shard = TURN.fetch_add(1, Ordering::Relaxed) % worker.queue().shard_count();
+    let queue = worker.queue().shard(shard).unwrap();
+    queue.push_envelope(envelope).await.unwrap();
     let claimed = worker
         .claim_batch(1, Duration::from_millis(100))
         .await
@@ -32,6 +37,7 @@ async fn dead_letter(redis: &TestRedis, worker_id: &str, envelope: &str, reason:
     assert_eq!(claimed, [envelope]);
     worker
         .settle(&Settlement {
+            claimed: ClaimedBatch::of(&claimed),
             dead: vec![DeadEnvelope {
                 envelope: envelope.to_owned(),
                 reason: reason.to_owned(),
@@ -45,7 +51,20 @@ async fn dead_letter(redis: &TestRedis, worker_id: &str, envelope: &str, reason:
 /// Writes a dead entry directly, for ages a test cannot wait for.
 #[tokio::test(flavor = "multi_thread")]
 async fn queue_status_reports_backlog_age_in_flight_dead_letters_and_skips() {
-    let redis = TestRedis::new();
+    queue_status_reports(QueueLayout::Single).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_cluster_with_one_and_three_shards_queue_and_dead_commands_see_every_shard() {
+    for layout in QueueLayout::ON_CLUSTER {
+        queue_status_reports(layout).await;
+        dead_replay_all_twice(layout).await;
+        dead_purge_with_yes(layout).await;
+    }
+}
+
+async fn queue_status_reports(layout: QueueLayout) {
+    let redis = TestRedis::with_layout(layout);
     // One dead letter and two skipped events, settled by worker-a.
     dead_letter(
         &redis,
@@ -329,7 +348,11 @@ async fn dead_replay_of_a_missing_index_replays_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_replay_all_twice_never_queues_an_envelope_twice() {
-    let redis = TestRedis::new();
+    dead_replay_all_twice(QueueLayout::Single).await;
+}
+
+async fn dead_replay_all_twice(layout: QueueLayout) {
+    let redis = TestRedis::with_layout(layout);
     let envelopes: Vec<String> = (0..3).map(|i| envelope(0, &format!("e{i}"))).collect();
     for envelope in &envelopes {
         dead_letter(&redis, "w", envelope, "bad").await;
@@ -403,7 +426,11 @@ async fn dead_replay_all_crosses_chunks_and_leaves_unreadable_entries_in_place()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_purge_with_yes_removes_only_entries_older_than_the_threshold() {
-    let redis = TestRedis::new();
+    dead_purge_with_yes(QueueLayout::Single).await;
+}
+
+async fn dead_purge_with_yes(layout: QueueLayout) {
+    let redis = TestRedis::with_layout(layout);
     redis.lpush("dead", old_dead_letter(10 * DAY, "ten days"));
     redis.lpush("dead", "garbage: no age, never purged");
     redis.lpush("dead", old_dead_letter(8 * DAY, "eight days"));
@@ -421,7 +448,12 @@ async fn dead_purge_with_yes_removes_only_entries_older_than_the_threshold() {
         "{}",
         run.stdout
     );
-    let dead = redis.list("dead");
+    let mut dead = redis.list("dead");
+    if redis.shard_count() > 1 {
+        // "just now" was dead-lettered in whichever shard its claim came from; the others were
+        // written to the first shard's list. The order within each list is checked unsharded.
+        dead.sort_by_key(|entry| !entry.contains("just now"));
+    }
     assert_eq!(dead.len(), 3);
     assert!(dead[0].contains("just now"));
     assert!(dead[1].contains("six days"));

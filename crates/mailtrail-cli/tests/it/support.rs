@@ -59,14 +59,15 @@ impl Mailtrail {
         self
     }
 
-    /// Points `REDIS_URL` and `MAILTRAIL_REDIS_PREFIX` at the test's Redis prefix.
+    /// Points `REDIS_URL`, `MAILTRAIL_REDIS_PREFIX` (and on a cluster `MAILTRAIL_REDIS_CLUSTER`
+    /// and `MAILTRAIL_QUEUE_SHARDS`) at the test's Redis prefix.
     pub fn redis(mut self, redis: &TestRedis) -> Self {
-        self.env
-            .push(("REDIS_URL".to_owned(), redis.url().to_owned()));
-        self.env.push((
-            "MAILTRAIL_REDIS_PREFIX".to_owned(),
-            redis.prefix().to_owned(),
-        ));
+        self.env.extend(
+            redis
+                .env()
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value)),
+        );
         self
     }
 

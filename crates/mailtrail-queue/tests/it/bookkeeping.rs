@@ -4,13 +4,15 @@
 
 use std::time::Duration;
 
-use mailtrail_queue::{ClaimedBatch, DeadEnvelope, Heartbeat, QueueError, SettledBy, Settlement};
+use mailtrail_queue::{
+    Claimed, ClaimedBatch, DeadEnvelope, Heartbeat, QueueError, SettledBy, Settlement,
+};
 use mailtrail_testing::TestRedis;
 
 use crate::queue::skipped;
 
 /// What a worker settles for a batch of (good, without backer_id, garbage).
-fn settlement_of(batch: &[String]) -> Settlement {
+fn settlement_of(batch: &Claimed) -> Settlement {
     Settlement {
         done: batch[..2].to_vec(),
         dead: vec![DeadEnvelope {
@@ -31,7 +33,7 @@ fn query<T: redis::FromRedisValue>(redis: &TestRedis, args: &[&str]) -> T {
 }
 
 fn recovery_counters(redis: &TestRedis) -> i64 {
-    query(redis, &["HLEN", &format!("{}recovered", redis.prefix())])
+    query(redis, &["HLEN", &redis.key("recovered")])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -69,7 +71,7 @@ async fn a_settle_sent_twice_dead_letters_and_counts_once() {
         .claim_batch(3, Duration::from_millis(100))
         .await
         .unwrap();
-    let processing = format!("{}processing:w1", redis.prefix());
+    let processing = redis.key("processing:w1");
     let _: i64 = query(&redis, &["RPUSH", &processing, "foreign"]);
     let settlement = settlement_of(&batch);
     assert_eq!(worker.settle(&settlement).await.unwrap(), SettledBy::Value);
@@ -84,7 +86,7 @@ async fn a_settle_sent_twice_dead_letters_and_counts_once() {
     );
     assert_eq!(redis.list("processing:w1"), ["foreign"]);
     // The marker outlives any retry, and then goes.
-    let markers: Vec<String> = query(&redis, &["KEYS", &format!("{}settled:*", redis.prefix())]);
+    let markers: Vec<String> = query(&redis, &["KEYS", &redis.key("settled:*")]);
     assert_eq!(markers.len(), 2);
     let ttl: i64 = query(&redis, &["TTL", &markers[0]]);
     assert!(ttl > 3600 && ttl <= 24 * 3600, "{ttl}");
@@ -187,7 +189,7 @@ async fn a_running_workers_heartbeat_reports_a_lapsed_lease_instead_of_taking_it
         queue.heartbeat("w", "mine", ttl).await.unwrap(),
         Heartbeat::Lapsed
     );
-    let lease: i64 = query(&redis, &["EXISTS", &format!("{}worker:w", redis.prefix())]);
+    let lease: i64 = query(&redis, &["EXISTS", &redis.key("worker:w")]);
     assert_eq!(
         lease, 0,
         "a lapsed lease is not taken again by the heartbeat"
@@ -275,7 +277,7 @@ async fn a_restart_under_the_same_id_keeps_the_counts_of_the_reap() {
     restarted
         .settle(&Settlement {
             claimed: ClaimedBatch::of(&x),
-            done: x,
+            done: x.into_envelopes(),
             ..Settlement::default()
         })
         .await

@@ -5,5 +5,8 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 mod bookkeeping;
+mod checkpoint;
+mod cluster;
+mod dead_erasure;
 mod inspect;
 mod queue;

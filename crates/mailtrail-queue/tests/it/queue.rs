@@ -53,9 +53,9 @@ async fn a_token_is_marked_only_together_with_its_push() {
         PushOutcome::BacklogFull
     );
     assert_eq!(redis.list("events"), ["b", "a"]);
-    let marked = command(&redis, &["EXISTS", &format!("{}token:t3", redis.prefix())]);
+    let marked = command(&redis, &["EXISTS", &redis.key("token:t3")]);
     assert_eq!(marked, redis::Value::Int(0));
-    let ttl_left = command(&redis, &["TTL", &format!("{}token:t1", redis.prefix())]);
+    let ttl_left = command(&redis, &["TTL", &redis.key("token:t1")]);
     assert!(matches!(ttl_left, redis::Value::Int(left) if left > 0 && left <= 60));
 }
 
@@ -107,7 +107,7 @@ async fn batches_are_claimed_oldest_first_and_settled_after_the_write() {
     assert_eq!(rest, ["4", "5"]);
     worker
         .settle(&Settlement {
-            done: rest,
+            done: rest.into_envelopes(),
             ..Settlement::default()
         })
         .await
@@ -158,7 +158,7 @@ async fn a_whole_batch_is_settled_by_position_while_the_next_one_is_claimed() {
     let settled = worker
         .settle(&Settlement {
             claimed: ClaimedBatch::of(&second),
-            done: second,
+            done: second.into_envelopes(),
             ..Settlement::default()
         })
         .await
@@ -180,7 +180,7 @@ async fn a_batch_no_longer_at_the_tail_is_settled_by_value() {
         .await
         .unwrap();
     // Someone else changed the processing list: an envelope now sits after the batch's oldest.
-    let processing = format!("{}processing:w1", redis.prefix());
+    let processing = redis.key("processing:w1");
     command(&redis, &["RPUSH", &processing, "foreign"]);
 
     let settled = worker
@@ -326,7 +326,7 @@ async fn a_clean_release_requeues_without_counting_a_crash() {
     }
     assert_eq!(redis.list("events"), ["x"]);
     assert!(redis.list("dead").is_empty());
-    let workers = command(&redis, &["SCARD", &format!("{}workers", redis.prefix())]);
+    let workers = command(&redis, &["SCARD", &redis.key("workers")]);
     assert_eq!(workers, redis::Value::Int(0));
 }
 
@@ -387,7 +387,7 @@ fn recovery_field(redis: &TestRedis, envelope: &str) -> String {
 
 fn recovery_counters(redis: &TestRedis) -> std::collections::BTreeMap<String, String> {
     redis::cmd("HGETALL")
-        .arg(format!("{}recovered", redis.prefix()))
+        .arg(redis.key("recovered"))
         .query(&mut redis.connection())
         .unwrap()
 }
@@ -405,7 +405,7 @@ async fn a_recovery_is_counted_in_one_hash_and_an_expired_count_starts_again() {
         &redis,
         &[
             "HSET",
-            &format!("{}recovered", redis.prefix()),
+            &redis.key("recovered"),
             &field,
             &format!("3:{long_ago}"),
         ],
@@ -433,7 +433,7 @@ async fn the_reaper_prunes_recovery_counters_whose_window_is_over() {
     let queue = redis.queue();
     let now = mailtrail_queue::now_ms();
     let window_ms = i64::try_from(mailtrail_queue::POISON_WINDOW.as_millis()).unwrap();
-    let hash = format!("{}recovered", redis.prefix());
+    let hash = redis.key("recovered");
     let stale = format!("1:{}", now - window_ms - 1_000);
     let fresh = format!("2:{}", now - 1_000);
     command(
@@ -454,7 +454,7 @@ async fn the_reaper_prunes_recovery_counters_whose_window_is_over() {
 async fn a_large_recovery_hash_is_pruned_a_bounded_step_at_a_time() {
     let redis = TestRedis::new();
     let queue = redis.queue();
-    let hash = format!("{}recovered", redis.prefix());
+    let hash = redis.key("recovered");
     let stale = format!("1:{}", mailtrail_queue::now_ms() - 100 * 3_600_000);
     let mut hset = redis::cmd("HSET");
     hset.arg(&hash);

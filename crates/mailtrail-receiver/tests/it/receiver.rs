@@ -150,7 +150,7 @@ async fn a_full_backlog_answers_503_with_retry_after() {
 
     // The refused token was not burned: Mailgun's retry is queued once there is room.
     redis::cmd("RPOP")
-        .arg(format!("{}events", receiver.redis().prefix()))
+        .arg(receiver.redis().key("events"))
         .query::<String>(&mut receiver.redis().connection())
         .unwrap();
     assert_eq!(receiver.send("application/json", body).await.status(), 200);

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 mod conversions;
+mod erase;
+mod partitions;
 mod pool;
 mod recipients;
 mod report;

@@ -62,21 +62,22 @@ fn mixed_batch(run: &str, good: usize) -> Vec<String> {
 /// A connection to the queue's Redis, for pushing and looking.
 struct Look {
     connection: redis::Connection,
-    prefix: String,
+    /// The first shard's key names (these tests run on one shard).
+    base: String,
 }
 
 impl Look {
-    fn new(url: &str, prefix: &str) -> Self {
+    fn new(redis: &TestRedis) -> Self {
         Self {
-            connection: redis::Client::open(url).unwrap().get_connection().unwrap(),
-            prefix: prefix.to_owned(),
+            connection: redis.connection(),
+            base: redis.key(""),
         }
     }
 
     /// All of `envelopes` in one LPUSH, so one claim takes them as one batch.
     fn push(&mut self, envelopes: &[String]) {
         redis::cmd("LPUSH")
-            .arg(format!("{}events", self.prefix))
+            .arg(format!("{}events", self.base))
             .arg(envelopes)
             .query::<i64>(&mut self.connection)
             .unwrap();
@@ -84,14 +85,14 @@ impl Look {
 
     fn len(&mut self, key: &str) -> i64 {
         redis::cmd("LLEN")
-            .arg(format!("{}{key}", self.prefix))
+            .arg(format!("{}{key}", self.base))
             .query(&mut self.connection)
             .unwrap()
     }
 
     fn exists(&mut self, key: &str) -> bool {
         redis::cmd("EXISTS")
-            .arg(format!("{}{key}", self.prefix))
+            .arg(format!("{}{key}", self.base))
             .query::<i64>(&mut self.connection)
             .unwrap()
             == 1
@@ -100,7 +101,7 @@ impl Look {
     /// The skip counts, by reason.
     fn skipped(&mut self) -> Vec<(String, i64)> {
         redis::cmd("HGETALL")
-            .arg(format!("{}skipped", self.prefix))
+            .arg(format!("{}skipped", self.base))
             .query(&mut self.connection)
             .unwrap()
     }
@@ -108,7 +109,7 @@ impl Look {
     /// How many envelopes have a recovery (poison) counter.
     fn recovery_counters(&mut self) -> i64 {
         redis::cmd("HLEN")
-            .arg(format!("{}recovered", self.prefix))
+            .arg(format!("{}recovered", self.base))
             .query(&mut self.connection)
             .unwrap()
     }
@@ -187,7 +188,7 @@ async fn a_settle_retried_after_a_redis_stall_dead_letters_and_counts_once() {
     let database = TestDatabase::create().await;
     let server = PrivateRedis::start();
     let redis = TestRedis::on(&server.url());
-    let mut look = Look::new(redis.url(), redis.prefix());
+    let mut look = Look::new(&redis);
     // A long lease: nothing but the settle talks to Redis while it is paused.
     let worker = WorkerProcess::start(
         database.url(),
@@ -240,7 +241,7 @@ async fn a_settle_retried_after_a_redis_stall_dead_letters_and_counts_once() {
 async fn a_statement_held_by_a_lock_for_longer_than_the_lease_does_not_get_a_live_worker_reaped() {
     let database = TestDatabase::create().await;
     let redis = TestRedis::new();
-    let mut look = Look::new(redis.url(), redis.prefix());
+    let mut look = Look::new(&redis);
     let short_lease = [("MAILTRAIL_LEASE_TTL_SECS", "3")];
     // w1 claims the whole batch, and its write waits on the lock for four times the lease; w2,
     // idle, runs its reaper every 3 s meanwhile.
@@ -276,7 +277,7 @@ async fn a_statement_held_by_a_lock_for_longer_than_the_lease_does_not_get_a_liv
 async fn a_worker_frozen_past_its_lease_is_reaped_but_its_envelopes_are_not_counted_as_poison() {
     let database = TestDatabase::create().await;
     let redis = TestRedis::new();
-    let mut look = Look::new(redis.url(), redis.prefix());
+    let mut look = Look::new(&redis);
     let short_lease = [("MAILTRAIL_LEASE_TTL_SECS", "3")];
     // w1 claims the whole batch; its write waits on the lock.
     let lock = TableLock::take(database.url()).await;

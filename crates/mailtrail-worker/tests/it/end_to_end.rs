@@ -7,7 +7,7 @@ use mailtrail_core::SigningKey;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json};
 use mailtrail_store::schema::sent_emails;
 use mailtrail_store::{Source, StatsQuery, StatsScope, status_counts};
-use mailtrail_testing::{TestApp, fresh_token, metric, now_seconds, scrape};
+use mailtrail_testing::{QueueLayout, TestApp, fresh_token, metric, now_seconds, scrape};
 use serde_json::json;
 
 fn sample<'a>(kind: SampleKind, message_id: &'a str, at: f64) -> SampleEvent<'a> {
@@ -46,7 +46,19 @@ async fn row(app: &TestApp, message_id: &str) -> Option<Row> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signed_webhooks_become_rows_and_the_stats_answer() {
-    let mut app = TestApp::builder().build().await;
+    webhooks_become_rows_and_stats(QueueLayout::Single).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_cluster_with_one_and_three_shards_webhooks_become_rows_once() {
+    for layout in QueueLayout::ON_CLUSTER {
+        webhooks_become_rows_and_stats(layout).await;
+        a_duplicate_delivery_changes_nothing(layout).await;
+    }
+}
+
+async fn webhooks_become_rows_and_stats(layout: QueueLayout) {
+    let mut app = TestApp::builder().layout(layout).build().await;
     let t = 1_764_000_000.0;
     for event in [
         sample(SampleKind::Accepted, "e2e-1@mg.example.com", t),
@@ -92,7 +104,11 @@ async fn signed_webhooks_become_rows_and_the_stats_answer() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_duplicate_delivery_with_a_new_token_changes_nothing() {
-    let mut app = TestApp::builder().build().await;
+    a_duplicate_delivery_changes_nothing(QueueLayout::Single).await;
+}
+
+async fn a_duplicate_delivery_changes_nothing(layout: QueueLayout) {
+    let mut app = TestApp::builder().layout(layout).build().await;
     let delivered = sample(SampleKind::Delivered, "dup@mg.example.com", 1_764_000_000.5);
     let opened = sample(SampleKind::Opened, "dup@mg.example.com", 1_764_000_100.5);
     for event in [&delivered, &opened, &delivered, &opened] {
@@ -237,7 +253,7 @@ async fn events_queued_while_the_worker_is_down_are_written_when_it_starts() {
     // A clean stop leaves no lease and no registration behind.
     assert!(app.redis().list("processing:worker-1").is_empty());
     let workers: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("{}workers", app.redis().prefix()))
+        .arg(app.redis().key("workers"))
         .query(&mut app.redis().connection())
         .unwrap();
     assert!(workers.is_empty());

@@ -11,7 +11,7 @@ use diesel_async::RunQueryDsl;
 use mailtrail_core::sample::{SampleEvent, SampleKind, signed_json, token_from_seed};
 use mailtrail_core::{Envelope, SigningKey, Source};
 use mailtrail_store::schema::sent_emails;
-use mailtrail_testing::{ChaosProxy, PrivateRedis, TestDatabase, TestRedis};
+use mailtrail_testing::{ChaosProxy, PrivateRedis, QueueLayout, TestDatabase, TestRedis};
 
 use crate::worker_process::WorkerProcess;
 
@@ -53,9 +53,12 @@ fn envelopes(run: &str, messages: usize) -> Vec<String> {
     envelopes
 }
 
-fn push_all(redis: &TestRedis, envelopes: &[String]) {
+/// Pushes through the queue's own client, so on a sharded queue the envelopes spread over the
+/// shards as pushes without a token do.
+async fn push_all(redis: &TestRedis, envelopes: &[String]) {
+    let queue = redis.queue();
     for chunk in envelopes.chunks(1000) {
-        redis.lpush("events", chunk);
+        queue.push_envelopes(chunk).await.unwrap();
     }
 }
 
@@ -97,10 +100,21 @@ async fn assert_exactly_once(database: &TestDatabase, messages: i64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice() {
+    kill_9_mid_batch_then_restart(QueueLayout::Single).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_cluster_with_one_and_three_shards_kill_9_then_restart_loses_nothing() {
+    for layout in QueueLayout::ON_CLUSTER {
+        kill_9_mid_batch_then_restart(layout).await;
+    }
+}
+
+async fn kill_9_mid_batch_then_restart(layout: QueueLayout) {
     let database = TestDatabase::create().await;
-    let redis = TestRedis::new();
+    let redis = TestRedis::with_layout(layout);
     let messages = 4_000;
-    push_all(&redis, &envelopes("kill", messages));
+    push_all(&redis, &envelopes("kill", messages)).await;
 
     // Kill it twice at different points, then let a third run finish.
     for progress in [1, messages as i64] {
@@ -124,10 +138,21 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_workers_share_a_backlog_and_a_killed_ones_batch_is_reaped() {
+    three_workers_and_a_reaped_one(QueueLayout::Single).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_cluster_with_one_and_three_shards_a_killed_workers_batch_is_reaped() {
+    for layout in QueueLayout::ON_CLUSTER {
+        three_workers_and_a_reaped_one(layout).await;
+    }
+}
+
+async fn three_workers_and_a_reaped_one(layout: QueueLayout) {
     let database = TestDatabase::create().await;
-    let redis = TestRedis::new();
+    let redis = TestRedis::with_layout(layout);
     let messages = 4_000;
-    push_all(&redis, &envelopes("three", messages));
+    push_all(&redis, &envelopes("three", messages)).await;
 
     let w1 = WorkerProcess::start(database.url(), &redis, "w1", &SHORT_LEASE);
     let w2 = WorkerProcess::start(database.url(), &redis, "w2", &SHORT_LEASE);
@@ -148,7 +173,7 @@ async fn a_postgres_outage_is_waited_out_and_nothing_is_lost() {
     let database = TestDatabase::create().await;
     let redis = TestRedis::new();
     let messages = 3_000;
-    push_all(&redis, &envelopes("pg", messages));
+    push_all(&redis, &envelopes("pg", messages)).await;
 
     let proxy = ChaosProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let proxied_url = database
@@ -190,7 +215,7 @@ async fn the_worker_reconnects_after_a_redis_restart() {
     let mut server = PrivateRedis::start();
     let redis = TestRedis::on(&server.url());
     let messages = 3_000;
-    push_all(&redis, &envelopes("redis", messages));
+    push_all(&redis, &envelopes("redis", messages)).await;
 
     let worker = WorkerProcess::start(database.url(), &redis, "w1", &SHORT_LEASE);
     wait_for_events(&database, 1).await;
@@ -210,7 +235,7 @@ async fn a_second_process_with_a_live_workers_id_is_refused() {
     // Start the second only once the first holds the lease.
     let deadline = Instant::now() + Duration::from_secs(20);
     while redis::cmd("EXISTS")
-        .arg(format!("{}worker:same-id", redis.prefix()))
+        .arg(redis.key("worker:same-id"))
         .query::<i64>(&mut redis.connection())
         .unwrap()
         == 0

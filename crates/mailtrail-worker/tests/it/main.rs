@@ -9,5 +9,6 @@ mod corpus;
 mod end_to_end;
 mod event_identity_and_time;
 mod faults;
+mod partition_upkeep;
 mod unknown_events;
 mod worker_process;

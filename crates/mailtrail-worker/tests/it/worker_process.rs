@@ -21,8 +21,7 @@ impl WorkerProcess {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mailtrail-worker"))
             .env("DATABASE_URL", database_url)
-            .env("REDIS_URL", redis.url())
-            .env("MAILTRAIL_REDIS_PREFIX", redis.prefix())
+            .envs(redis.env())
             .env("MAILTRAIL_WORKER_ID", id)
             .env("MAILTRAIL_BATCH_SIZE", "200")
             .env("MAILTRAIL_CLAIM_BLOCK_MS", "100")
