@@ -12,10 +12,13 @@
 # 3. worker: a pre-filled backlog drained by the real release worker;
 # 4. end to end: receiver and worker together at two offered rates (one this machine should
 #    sustain, and the 25,000/s target): backlog and lag;
-# 5. statistics: a database of its own seeded to 250,000 and then 2,500,000 messages through the
+# 5. conversions: the read API started on the same Redis and database, conversion reports posted
+#    to POST /v1/conversions until BENCH_CONVERSIONS are stored by the (still running) worker:
+#    conversions/s through API + queue + worker;
+# 6. statistics: a database of its own seeded to 250,000 and then 2,500,000 messages through the
 #    worker's statement; each question timed from the counters and by a plain GROUP BY; then the
 #    read API on it under wrk (16 connections): requests/s, p50 and p99 per endpoint;
-# 6. a summary table (stdout and target/bench/summary.md).
+# 7. a summary table (stdout and target/bench/summary.md).
 #
 # It runs a redis-server of its own (production settings: AOF, appendfsync always, noeviction)
 # on a free port with its data in a temp dir, and a database of its own on the shared Postgres;
@@ -25,7 +28,8 @@
 # BENCH_FILL (200000), BENCH_BATCH (1000), BENCH_ROUNDS (3), BENCH_E2E_RATE (25000),
 # BENCH_E2E_SUSTAINED_RATE (8000), BENCH_E2E_SECONDS (20),
 # BENCH_HTTP_WORKERS (0 = one per core), BENCH_STATS_SIZES (250000,2500000; 0 skips the statistics,
-# read API and dashboard stages), BENCH_CRITERION (1 = also run the parse
+# read API and dashboard stages), BENCH_CONVERSIONS (100000; 0 skips the conversions stage),
+# BENCH_CONVERSIONS_PER_REPORT (100), BENCH_CRITERION (1 = also run the parse
 # micro-benchmarks), MAILTRAIL_TEST_DATABASE_URL (admin URL of the Postgres to use),
 # BENCH_REDIS (`cluster` = also run scripts/bench-cluster.sh: the receiver and worker stages on a
 # local three-master Redis Cluster with 3 shards, next to a single node; its table joins the
@@ -47,6 +51,8 @@ REDIS_REQUESTS=${BENCH_REDIS_REQUESTS:-400000}
 TIMEOUT_SECS=${BENCH_TIMEOUT_SECS:-1800}
 STATS_SIZES=${BENCH_STATS_SIZES:-250000,2500000}
 ROUNDS=${BENCH_ROUNDS:-3}
+CONVERSIONS=${BENCH_CONVERSIONS:-100000}
+CONVERSIONS_PER_REPORT=${BENCH_CONVERSIONS_PER_REPORT:-100}
 ADMIN_URL=${MAILTRAIL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 SIGNING_KEY=bench-signing-key
 PREFIX="bench:"
@@ -139,7 +145,7 @@ RECEIVER_PORT=$(free_port)
 mailtrail migrate >/dev/null
 echo "database $DB_NAME on PostgreSQL $PG_VERSION, migrated"
 truncate_tables() {
-  psql "$DATABASE_URL" -qAtc 'TRUNCATE email_events, sent_emails, project_rollups, system_rollups' >/dev/null
+  psql "$DATABASE_URL" -qAtc 'TRUNCATE email_events, sent_emails, project_rollups, system_rollups, conversions, conversion_rollups' >/dev/null
 }
 # The statistics counters are kept by triggers on sent_emails; the drain is timed with and without.
 counters() { psql "$DATABASE_URL" -qAtc "ALTER TABLE sent_emails $1 TRIGGER USER" >/dev/null; }
@@ -324,6 +330,27 @@ WORKER_HWM=$(hwm_kb "$WORKER_PID")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------------------------------------
+# Conversions through the read API, the queue and the worker still running from the end-to-end
+# stage, on the database that holds its emails (so attribution finds clicks and opens to credit).
+# Writes $WORK/conversions.json.
+if [ "$CONVERSIONS" != 0 ]; then
+  log "conversions: $CONVERSIONS posted to the read API in reports of $CONVERSIONS_PER_REPORT, until the worker stored them"
+  stop_pid "$RECEIVER_PID"; RECEIVER_PID=""
+  API_PORT=$(free_port)
+  env DATABASE_URL="$DATABASE_URL" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+    MAILTRAIL_REDIS_PREFIX="$PREFIX" MAILTRAIL_API_BIND="127.0.0.1:$API_PORT" \
+    MAILTRAIL_API_METRICS_BIND="" MAILTRAIL_HTTP_WORKERS="$HTTP_WORKERS" RUST_LOG=warn \
+    "$RELEASE_DIR"/mailtrail-api >>"$WORK/api.log" 2>&1 &
+  API_PID=$!
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT") 2>/dev/null && break; sleep 0.1; done
+  CONVERSIONS_TOKEN=$(mailtrail api-token create --name bench-conversions)
+  mailtrail_bench --conversions "$CONVERSIONS" --per-report "$CONVERSIONS_PER_REPORT" \
+    --connections 8 --api-url "http://127.0.0.1:$API_PORT" --token "$CONVERSIONS_TOKEN" --json \
+    | tee "$WORK/conversions.json"
+  stop_pid "$API_PID"; API_PID=""
+fi
+
+# ---------------------------------------------------------------------------------------------
 if [ "$STATS_SIZES" != 0 ]; then
   log "statistics: seed $STATS_SIZES messages through the worker's statement, time the questions"
   stop_pid "$WORKER_PID"; WORKER_PID=""
@@ -423,6 +450,9 @@ SUMMARY="$OUT_DIR/summary.md"
   echo "| worker drain with the statistics counters | $WORKER_RATE events/s | the same drain without them: $WORKER_RATE_NO_COUNTERS events/s | $(ratio "$WORKER_RATE" "$WORKER_RATE_NO_COUNTERS") | >= 85% |"
   e2e_row "$E2E_SUSTAINED_RATE"
   e2e_row "$E2E_RATE"
+  if [ -s "$WORK/conversions.json" ]; then
+    echo "| conversions through API + queue + worker ($CONVERSIONS in reports of $CONVERSIONS_PER_REPORT, 8 connections) | $(j "$WORK/conversions.json" .stored_per_s | xargs printf '%.0f') conversions/s stored ($(j "$WORK/conversions.json" .attributed) attributed); API accepted $(j "$WORK/conversions.json" .accepted_per_s | xargs printf '%.0f')/s ($(j "$WORK/conversions.json" .not_accepted) not accepted) | | | reported |"
+  fi
   echo "| peak RSS receiver (VmHWM) | $(mb "$RECEIVER_HWM") (info rounds, $RATE/s, end to end); $(mb "$RECEIVER_WARN_HWM") (warn round) | | | < 30 MB |"
   echo "| peak RSS worker (VmHWM) | $(mb "$WORKER_HWM") (drain + end to end) | | | < 60 MB |"
   if [ -s "$WORK/stats.jsonl" ]; then

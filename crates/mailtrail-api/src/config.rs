@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
+use mailtrail_queue::QueueSettings;
+use mailtrail_queue::defaults::{DEFAULT_QUEUE_SHARDS, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Environment variables of `mailtrail-api` (names are the upper-cased field names).
@@ -25,6 +27,36 @@ pub struct ApiEnv {
     /// `MAILTRAIL_HTTP_WORKERS`: actix worker threads; 0 = one per core.
     #[serde(default)]
     pub mailtrail_http_workers: usize,
+    /// `REDIS_URL`: the queue reported conversions go onto.
+    #[serde(default = "default_redis_url")]
+    pub redis_url: SecretString,
+    /// `MAILTRAIL_REDIS_PREFIX`.
+    #[serde(default = "default_redis_prefix")]
+    pub mailtrail_redis_prefix: String,
+    /// `MAILTRAIL_REDIS_TIMEOUT_MS`: longest a report waits on Redis before answering 503.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub mailtrail_redis_timeout_ms: u64,
+    /// `MAILTRAIL_REDIS_CLUSTER`: `REDIS_URL` lists a Redis Cluster's seed nodes.
+    #[serde(default)]
+    pub mailtrail_redis_cluster: bool,
+    /// `MAILTRAIL_QUEUE_SHARDS`: how many shards the queue has (0 counts as 1).
+    #[serde(default = "default_queue_shards")]
+    pub mailtrail_queue_shards: u16,
+}
+
+fn default_queue_shards() -> u16 {
+    DEFAULT_QUEUE_SHARDS
+}
+
+fn default_redis_url() -> SecretString {
+    DEFAULT_REDIS_URL.into()
+}
+fn default_redis_prefix() -> String {
+    DEFAULT_REDIS_PREFIX.to_owned()
+}
+/// As the receiver's: a client waiting on Redis gets its 503 within a second.
+fn default_redis_timeout_ms() -> u64 {
+    1_000
 }
 
 fn default_bind() -> String {
@@ -57,6 +89,16 @@ pub struct ApiConfig {
     pub statement_timeout: Duration,
     /// HTTP worker threads (0 = one per core).
     pub http_workers: usize,
+    /// Redis URL (may hold a password).
+    pub redis_url: SecretString,
+    /// Redis key prefix.
+    pub redis_prefix: String,
+    /// Longest wait on one Redis command.
+    pub redis_timeout: Duration,
+    /// A Redis Cluster rather than one server.
+    pub redis_cluster: bool,
+    /// The queue's shards (at least 1).
+    pub queue_shards: u16,
 }
 
 /// A configuration value that cannot work.
@@ -88,6 +130,22 @@ impl ApiConfig {
             pool_size: env.mailtrail_api_pool_size,
             statement_timeout: Duration::from_millis(env.mailtrail_api_statement_timeout_ms.max(1)),
             http_workers: env.mailtrail_http_workers,
+            redis_url: env.redis_url,
+            redis_prefix: env.mailtrail_redis_prefix,
+            redis_timeout: Duration::from_millis(env.mailtrail_redis_timeout_ms.max(1)),
+            redis_cluster: env.mailtrail_redis_cluster,
+            queue_shards: env.mailtrail_queue_shards.max(1),
         })
+    }
+
+    /// The queue connection settings (reported conversions are queued).
+    pub fn queue_settings(&self) -> QueueSettings {
+        QueueSettings {
+            url: self.redis_url.expose_secret().to_owned(),
+            prefix: self.redis_prefix.clone(),
+            response_timeout: self.redis_timeout,
+            cluster: self.redis_cluster,
+            shards: self.queue_shards,
+        }
     }
 }

@@ -29,9 +29,15 @@ pub enum ApiError {
     /// Nothing by that name (or nothing the token may know of).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The route exists, with another method.
+    #[error("this route answers {0} only")]
+    MethodNotAllowed(&'static str),
     /// Postgres failed; the client may retry.
     #[error("the database is unavailable; retry later")]
     Unavailable(#[source] StoreError),
+    /// Redis did not take a report; nothing was queued and the client may retry.
+    #[error("the queue is unavailable; nothing was queued, retry later")]
+    QueueUnavailable(#[source] mailtrail_queue::QueueError),
 }
 
 impl From<StoreError> for ApiError {
@@ -47,7 +53,8 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unavailable(_) | Self::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -55,6 +62,9 @@ impl ResponseError for ApiError {
         if let Self::Unavailable(error) = self {
             // Logged once, here; the client gets no internals.
             tracing::warn!(%error, "request failed on the database");
+        }
+        if let Self::QueueUnavailable(error) = self {
+            tracing::warn!(%error, "could not queue a report");
         }
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, Self::Unauthorized) {

@@ -3,7 +3,8 @@
 //!
 //! [`Application::build`] binds the listener (port 0 in tests) with a Postgres pool of its own,
 //! and [`Application::run_until_stopped`] serves until SIGINT/SIGTERM. The API only reads
-//! deliverability data (the worker is the only writer); the statistics come from the counters
+//! deliverability data (the worker is the only writer; reported conversions are queued for it
+//! through Redis, [`conversions`]); the statistics come from the counters
 //! (`mailtrail_store::stats`), so no project or system question scans `sent_emails`.
 //!
 //! | endpoint | answers | scope |
@@ -14,6 +15,7 @@
 //! | `GET /v1/backers/{backer_id}/stats` | one backer | unscoped tokens |
 //! | `GET /v1/messages?backer_id=&project_id=&status=&since=&until=&limit=&cursor=` | messages, newest first | a project token: its project's |
 //! | `GET /v1/messages/{message_id}` | a message's rows and events | a project token: its project's (else 404) |
+//! | `POST /v1/conversions` | the application reports conversions (queued; 202) | a project token: its project's |
 //! | `GET /healthz`, `GET /readyz` | the process; Postgres | none |
 //! | `GET /v1/openapi.json` | the OpenAPI document, generated from the handlers | none |
 //!
@@ -24,6 +26,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod conversions;
 pub mod dashboard;
 pub mod error;
 pub mod metrics;
@@ -61,6 +64,9 @@ pub enum StartError {
     /// The pool could not be set up (a wrong DATABASE_URL, Postgres unreachable).
     #[error("cannot set up the Postgres pool: {0}")]
     Store(#[from] mailtrail_store::StoreError),
+    /// `REDIS_URL` is unusable.
+    #[error("cannot set up the Redis queue: {0}")]
+    Queue(#[from] mailtrail_queue::QueueError),
 }
 
 impl Application {
@@ -90,10 +96,18 @@ impl Application {
         };
         let pool = web::Data::new(pool);
         let rankings = web::Data::new(dashboard::rankings::Rankings::new());
+        // Connected on first use: the API starts, and reports get 503, while Redis is down.
+        let settings = config.queue_settings();
+        let queue = mailtrail_queue::Queue::connect(&settings)?;
         let mut server =
             HttpServer::new(move || {
+                // One Redis connection per HTTP worker thread, driven by it (as in the receiver);
+                // the URL was checked above, so the fallback to the shared one is a formality.
+                let queue =
+                    mailtrail_queue::Queue::connect(&settings).unwrap_or_else(|_| queue.clone());
                 App::new()
                     .app_data(pool.clone())
+                    .app_data(web::Data::new(queue))
                     .app_data(metrics.clone())
                     .app_data(rankings.clone())
                     .app_data(web::QueryConfig::default().error_handler(|error, _| {
@@ -119,6 +133,18 @@ impl Application {
                                 web::get().to(routes::backer_stats),
                             )
                             .route("/messages", web::get().to(routes::messages))
+                            .service(
+                                web::resource("/conversions")
+                                    .app_data(web::PayloadConfig::new(
+                                        conversions::MAX_REPORT_BYTES,
+                                    ))
+                                    .route(web::post().to(conversions::report_conversions))
+                                    .default_service(web::to(|| async {
+                                        Err::<actix_web::HttpResponse, _>(
+                                            error::ApiError::MethodNotAllowed("POST"),
+                                        )
+                                    })),
+                            )
                             .route("/messages/{message_id}", web::get().to(routes::message))
                             .route("/openapi.json", web::get().to(openapi::openapi_json)),
                     )

@@ -18,6 +18,7 @@ use crate::routes;
         routes::backer_stats,
         routes::messages,
         routes::message,
+        crate::conversions::report_conversions,
         routes::healthz,
         routes::readyz,
     ),

@@ -11,6 +11,7 @@
 //! | chaos load | `--chaos-send N --plan FILE [--url URL] [--connections N] [--rate R] [--give-up-after D]` | [`chaos`] | a receiver, a signing key |
 //! | chaos check | `--chaos-check --plan FILE` | [`chaos`] | Postgres, Redis |
 //! | proxy | `--proxy LISTEN --proxy-target ADDR` | [`proxy`] | nothing |
+//! | conversions | `--conversions N --api-url URL --token T [--per-report K] [--connections N]` | [`conversions_stage`] | the read API, a worker, Postgres |
 //!
 //! - **HTTP** posts realistic, signed JSON webhooks ([`bodies`]: about 2 KB each, a unique token
 //!   each, three events per message id) to a receiver over `--connections` keep-alive HTTP/1.1
@@ -26,6 +27,8 @@
 //!   (`scripts/chaos.sh`): webhooks posted until each is answered 200 while everything around
 //!   them is killed and restarted, a check that each landed exactly once, and a TCP proxy that
 //!   refuses connections on a signal, between the workers and Postgres.
+//! - **`--conversions N`** posts conversion reports to the read API and times them until the
+//!   worker has stored every one: conversions/s through API, queue and worker.
 //!
 //! It is a binary of its own so that the operator CLI, `mailtrail`, links neither the worker nor
 //! an HTTP server or client stack. `main.rs` parses the arguments, reads [`BenchConfig`] and
@@ -34,6 +37,7 @@
 pub mod bodies;
 pub mod bulk;
 pub mod chaos;
+pub mod conversions_stage;
 pub mod dashboard_stage;
 pub mod environment;
 pub mod load;
@@ -123,6 +127,19 @@ pub struct BenchArgs {
     /// Where --proxy forwards to.
     #[arg(long, requires = "proxy")]
     pub proxy_target: Option<SocketAddr>,
+    /// Post N conversions to the read API (--api-url, --token) and time them until the worker
+    /// stored them all (needs DATABASE_URL).
+    #[arg(long, requires_all = ["api_url", "token"], conflicts_with_all = ["fill", "sql_baseline", "lpush_baseline", "sent_log", "stats", "chaos_send", "chaos_check", "proxy"])]
+    pub conversions: Option<u64>,
+    /// The read API's base URL, for --conversions.
+    #[arg(long)]
+    pub api_url: Option<String>,
+    /// A read API token, for --conversions.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Conversions per report (request) for --conversions (the API takes up to 1,000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub per_report: u32,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -161,6 +178,19 @@ pub async fn run(
         }
         out.flush().context("cannot write the output")?;
         anyhow::ensure!(check.holds(), "the chaos run did not land exactly once");
+    } else if let (Some(count), Some(api_url), Some(token)) =
+        (args.conversions, &args.api_url, &args.token)
+    {
+        conversions_stage::run(
+            config,
+            api_url,
+            token,
+            count,
+            args.per_report as usize,
+            args.connections,
+        )
+        .await?
+        .write(out, args.json)?;
     } else if let Some(sizes) = &args.stats {
         stats_stage::run(config, sizes, args.json, out).await?;
     } else if let Some(url) = &args.dashboard {
@@ -277,5 +307,14 @@ mod tests {
             "127.0.0.1:2"
         ]));
         assert!(!parses(&["--proxy", "127.0.0.1:1"]));
+        assert!(parses(&[
+            "--conversions",
+            "1000",
+            "--api-url",
+            "http://127.0.0.1:8081",
+            "--token",
+            "mt_x"
+        ]));
+        assert!(!parses(&["--conversions", "1000"]));
     }
 }

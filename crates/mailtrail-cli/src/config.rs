@@ -56,6 +56,13 @@ pub struct CliEnv {
     /// `MAILGUN_API_BASE`: the API of the domain's region.
     #[serde(default = "default_mailgun_api_base")]
     pub mailgun_api_base: String,
+    /// `MAILTRAIL_ATTRIBUTION_WINDOW_DAYS`: the window `conversions reattribute` applies.
+    #[serde(default = "default_attribution_window_days")]
+    pub mailtrail_attribution_window_days: u32,
+}
+
+fn default_attribution_window_days() -> u32 {
+    mailtrail_core::DEFAULT_ATTRIBUTION_WINDOW_DAYS
 }
 
 fn default_redis_url() -> SecretString {
@@ -89,6 +96,7 @@ pub struct CliConfig {
     mailgun_api_key: Option<SecretString>,
     mailgun_domain: Option<String>,
     mailgun_api_base: String,
+    attribution_window_days: u32,
 }
 
 /// A variable a command needs is missing or unusable.
@@ -118,6 +126,9 @@ pub enum ConfigError {
     /// Neither `--domain` nor `MAILGUN_DOMAIN` names the domain.
     #[error("no Mailgun domain: pass --domain or set MAILGUN_DOMAIN")]
     MissingMailgunDomain,
+    /// `MAILTRAIL_ATTRIBUTION_WINDOW_DAYS` is out of range.
+    #[error("MAILTRAIL_ATTRIBUTION_WINDOW_DAYS must be between 1 and 365")]
+    InvalidAttributionWindow,
 }
 
 impl CliConfig {
@@ -147,6 +158,7 @@ impl CliConfig {
                 .map(|domain| domain.trim().to_owned())
                 .filter(|domain| !domain.is_empty()),
             mailgun_api_base: env.mailgun_api_base,
+            attribution_window_days: env.mailtrail_attribution_window_days,
         }
     }
 
@@ -168,6 +180,14 @@ impl CliConfig {
     /// The base URL of Mailgun's API for the domain's region.
     pub fn mailgun_api_base(&self) -> &str {
         &self.mailgun_api_base
+    }
+
+    /// The attribution window in days, checked as the worker checks it.
+    pub fn attribution_window_days(&self) -> Result<i32, ConfigError> {
+        i32::try_from(self.attribution_window_days)
+            .ok()
+            .filter(|days| (1..=mailtrail_core::MAX_ATTRIBUTION_WINDOW_DAYS as i32).contains(days))
+            .ok_or(ConfigError::InvalidAttributionWindow)
     }
 
     /// The Postgres URL, or an error naming `DATABASE_URL` and the `command` that needs it.

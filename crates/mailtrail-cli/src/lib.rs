@@ -5,6 +5,8 @@
 //! | `migrate` | [`migrate`] | Postgres |
 //! | `stats --backer N \| --project N [--by-subject] \| --all [--since D] [--until D] [--daily] [--json]` | [`stats`] | Postgres |
 //! | `rollups rebuild \| verify` | [`rollups`] | Postgres |
+//! | `conversions import FILE.csv` | [`conversions`] | Redis |
+//! | `conversions reattribute` | [`conversions`] | Postgres |
 //! | `api-token create --name N [--project ID] \| list \| revoke NAME` | [`api_token`] | Postgres |
 //! | `events --message-id ID \| --recipient ADDR [--limit N] [--json]` | [`timeline`] | Postgres |
 //! | `queue status [--json]` | [`queue_status`] | Redis |
@@ -27,6 +29,7 @@
 pub mod api_token;
 pub mod clock;
 pub mod config;
+pub mod conversions;
 pub mod dead;
 pub mod erase;
 pub mod http_post;
@@ -90,6 +93,12 @@ pub enum Command {
         #[command(subcommand)]
         command: api_token::ApiTokenCommand,
     },
+    /// Import past conversions, or recompute every conversion's credit.
+    Conversions {
+        /// What to do.
+        #[command(subcommand)]
+        command: conversions::ConversionsCommand,
+    },
     /// Rebuild or verify the statistics counters.
     Rollups {
         /// What to do.
@@ -139,6 +148,7 @@ pub async fn run(
         Command::Events(args) => timeline::run(config, args, out).await?,
         Command::Rollups { command } => rollups::run(config, command, out).await?,
         Command::ApiToken { command } => api_token::run(config, command, out).await?,
+        Command::Conversions { command } => conversions::run(config, command, out).await?,
         Command::Queue {
             command: QueueCommand::Status(args),
         } => queue_status::run(&connect_queue(config).await?, args, out).await?,
@@ -273,6 +283,9 @@ mod tests {
         assert!(!parses(&["retention"]));
         assert!(parses(&["erase", "--recipient", "a@example.com"]));
         assert!(!parses(&["erase"]));
+        assert!(parses(&["conversions", "import", "pledges.csv"]));
+        assert!(parses(&["conversions", "reattribute"]));
+        assert!(!parses(&["conversions", "import"]));
         // The load generator is `mailtrail-bench` now.
         assert!(!parses(&["load", "--fill", "1000"]));
     }

@@ -36,15 +36,31 @@ pub async fn run(
             mailtrail_store::rollups::rebuild(&mut connection)
                 .await
                 .context("cannot rebuild the counters")?;
-            writeln!(out, "rollups: rebuilt from sent_emails")?;
+            writeln!(
+                out,
+                "rollups: rebuilt from sent_emails (and the conversion counters from conversions)"
+            )?;
         }
         RollupsCommand::Verify => {
             let differences = mailtrail_store::rollups::verify(&mut connection)
                 .await
                 .context("cannot compare the counters with sent_emails")?;
-            if differences.is_empty() {
-                writeln!(out, "rollups: every counter matches sent_emails")?;
+            let conversions =
+                mailtrail_store::conversion_stats::verify_conversion_rollups(&mut connection)
+                    .await
+                    .context("cannot compare the conversion counters with conversions")?;
+            if differences.is_empty() && conversions.is_empty() {
+                writeln!(
+                    out,
+                    "rollups: every counter matches sent_emails, every conversion counter conversions"
+                )?;
                 return Ok(());
+            }
+            for difference in conversions.iter().take(MAX_LISTED) {
+                writeln!(
+                    out,
+                    "conversions project/day/subject/credit {difference} (conversions/value)"
+                )?;
             }
             for difference in differences.iter().take(MAX_LISTED) {
                 writeln!(
@@ -63,10 +79,11 @@ pub async fn run(
             }
             out.flush()?;
             anyhow::bail!(
-                "{} counter bucket(s) differ from sent_emails (figures: messages/opened/clicked/\
+                "{} counter bucket(s) differ from sent_emails and {} from conversions (figures: messages/opened/clicked/\
                  human opens/bot opens/human clicks/bot clicks); `mailtrail rollups rebuild` \
                  recomputes them",
-                differences.len()
+                differences.len(),
+                conversions.len()
             );
         }
     }

@@ -112,6 +112,9 @@ pub fn render_table(report: &StatsReport) -> String {
         ("complaint rate", Align::Right),
         ("open rate", Align::Right),
         ("click rate", Align::Right),
+        ("converted", Align::Right),
+        ("unattributed", Align::Right),
+        ("conversion rate", Align::Right),
     ]);
     let mut table = Table::new(&columns);
     let rate = |percent: Option<Percent>| percent.map_or_else(|| "-".to_owned(), |p| p.to_string());
@@ -145,6 +148,9 @@ pub fn render_table(report: &StatsReport) -> String {
             rate(group.complaint_rate_percent),
             rate(group.open_rate_percent),
             rate(group.click_rate_percent),
+            group.conversions.attributed().to_string(),
+            group.conversions.conversions_unattributed.to_string(),
+            rate(group.conversions.conversion_rate_percent),
         ]);
         table.row(cells);
     }

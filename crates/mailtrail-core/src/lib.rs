@@ -8,11 +8,15 @@
 //! - [`signature`] verifies Mailgun's HMAC against one or more signing keys, in constant time.
 //! - [`status`] holds the order-independent precedence rule (which knows no provider) that the
 //!   store's SQL mirrors.
-//! - [`triage`] decides per event: store (as an [`EventRow`]), skip, or dead-letter.
+//! - [`triage`] decides per event: store (as an [`EventRow`]), skip, or dead-letter; a
+//!   conversion report (source `app`) becomes one [`Conversion`] each.
+//! - [`conversion`] checks a conversion the application reports, for the API, the CLI and the
+//!   worker alike.
 //! - [`variables`] reads custom variables in every shape Mailgun produces.
 //! - [`envelope`] is the one-line JSON the receiver queues and the worker pops.
 //! - [`excerpt`] bounds what an error message may quote from a request.
 
+pub mod conversion;
 pub mod envelope;
 pub mod event;
 pub mod event_key;
@@ -26,6 +30,10 @@ pub mod status;
 pub mod triage;
 pub mod variables;
 
+pub use conversion::{
+    Conversion, ConversionError, DEFAULT_ATTRIBUTION_WINDOW_DAYS, MAX_ATTRIBUTION_WINDOW_DAYS,
+    MAX_CONVERSIONS_PER_REPORT, ReportError,
+};
 pub use envelope::{Envelope, Source};
 pub use event::{Event, EventKind, MessageId, Severity};
 pub use excerpt::Excerpt;

@@ -39,6 +39,7 @@ pub fn read_events(envelope: &Envelope) -> Result<Vec<Event>, ReadError> {
             let body = envelope.body_bytes()?;
             events_api_items(&body, fallback_micros)
         }
+        // Conversions are not email events: `triage` reads them with `crate::conversion`.
         Source::App => Err(ReadError::Unsupported(Source::App)),
     }
 }

@@ -16,7 +16,8 @@
 
 use chrono::DateTime;
 
-use crate::envelope::Envelope;
+use crate::conversion::{Conversion, parse_report};
+use crate::envelope::{Envelope, Source};
 use crate::event::Event;
 use crate::event_key::event_key;
 use crate::provider::{ReadError, read_events};
@@ -38,6 +39,8 @@ pub const EARLIEST_EVENT_MICROS: i64 = 946_684_800 * 1_000_000;
 pub enum Verdict {
     /// A valid, instrumented event, as the row to write.
     Store(Box<EventRow>),
+    /// A valid conversion reported by the application, to store and attribute.
+    Convert(Box<Conversion>),
     /// A valid event mailtrail does not track; counted under the reason.
     Skip(&'static str),
     /// Can never be processed; its envelope is dead-lettered with the reason.
@@ -53,6 +56,9 @@ pub struct Unreadable(pub String);
 pub fn triage(raw: &str) -> Result<Vec<Verdict>, Unreadable> {
     let envelope = Envelope::from_json(raw)
         .map_err(|error| Unreadable(format!("unreadable envelope: {error}")))?;
+    if envelope.source == Source::App {
+        return conversions(&envelope);
+    }
     let events = read_events(&envelope).map_err(|error| match error {
         ReadError::Envelope(_) | ReadError::Body(_) | ReadError::Unsupported(_) => {
             Unreadable(error.to_string())
@@ -61,6 +67,20 @@ pub fn triage(raw: &str) -> Result<Vec<Verdict>, Unreadable> {
     Ok(events
         .iter()
         .map(|event| verdict(event, envelope.received_at_ms))
+        .collect())
+}
+
+/// The conversions an envelope of source `app` carries: all of them, or a dead letter naming
+/// the first that fails the checks the API made (a queued envelope is input like any other).
+fn conversions(envelope: &Envelope) -> Result<Vec<Verdict>, Unreadable> {
+    let body = envelope
+        .body_bytes()
+        .map_err(|error| Unreadable(format!("unreadable envelope: {error}")))?;
+    let conversions = parse_report(&body, envelope.received_at_ms)
+        .map_err(|error| Unreadable(format!("unreadable conversion report: {error}")))?;
+    Ok(conversions
+        .into_iter()
+        .map(|conversion| Verdict::Convert(Box::new(conversion)))
         .collect())
 }
 
@@ -139,7 +159,6 @@ fn rfc3339(micros: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::Source;
 
     fn envelope(content_type: &str, body: &str) -> String {
         Envelope::new(
@@ -245,6 +264,28 @@ mod tests {
         let verdicts = triage(&raw).unwrap();
         assert!(matches!(verdicts[0], Verdict::Store(_)));
         assert_eq!(verdicts[1], Verdict::Skip("missing_backer_id"));
+    }
+
+    #[test]
+    fn a_conversion_report_is_one_verdict_per_conversion() {
+        let body = r#"[{"id": "a", "backer_id": 1, "project_id": 2, "kind": "pledge",
+            "occurred_at": "2023-11-14T22:00:00Z"},
+            {"id": "b", "backer_id": 1, "project_id": 2, "kind": "pledge",
+            "occurred_at": "2023-11-14T22:00:00Z", "value_cents": 100}]"#;
+        let raw = Envelope::new(
+            Source::App,
+            1_700_000_000_000,
+            "application/json",
+            body.as_bytes(),
+        );
+        let verdicts = triage(&raw.to_json()).unwrap();
+        assert!(
+            matches!(&verdicts[..], [Verdict::Convert(a), Verdict::Convert(b)]
+            if a.id == "a" && b.value_cents == Some(100))
+        );
+        let bad = Envelope::new(Source::App, 1, "application/json", b"{}");
+        let Unreadable(reason) = triage(&bad.to_json()).unwrap_err();
+        assert!(reason.contains("conversion"), "{reason}");
     }
 
     /// The verdict on a delivered event at `event_micros`, received at `received_at_ms`.

@@ -15,8 +15,14 @@
 //! - [`stats`] answers the deliverability questions, one row per (day, subject, status), from
 //!   counters kept in the same transaction as the rows ([`rollups`] rebuilds and verifies them),
 //!   and [`report`] folds them into the groups and rates that the CLI and the read API present.
+//! - [`conversions`] stores the application's conversions and credits each to an email in the
+//!   batch's transaction ([`write_batch`]); [`conversion_stats`] counts them beside the
+//!   deliverability figures.
 
 mod connection;
+pub mod conversion_figures;
+pub mod conversion_stats;
+pub mod conversions;
 pub mod erase;
 mod error;
 mod known;
@@ -34,6 +40,8 @@ pub mod tokens;
 mod upsert;
 
 pub use connection::{StoreConnection, connect};
+pub use conversion_stats::{ConversionRow, conversion_counts};
+pub use conversions::{BatchCounts, reattribute_all, write_batch};
 pub use error::StoreError;
 pub use known::count_stored_events;
 pub use migrate::{MIGRATIONS, migrate};

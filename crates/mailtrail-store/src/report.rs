@@ -14,6 +14,7 @@
 //! | complaint | complained | delivered + complained |
 //! | human open | delivered or complained messages opened by a person | delivered + complained |
 //! | human click | delivered or complained messages clicked by a person | delivered + complained |
+//! | conversion | conversions credited to an email (by click or open) | delivered + complained |
 //!
 //! Machine opens and clicks (Mailgun's `client-info.bot`) never count in a rate; their raw
 //! figures are shown beside the people's.
@@ -27,7 +28,10 @@
 //!              ..., "opened": 1, "clicked": 1, "human_opens": 2, "bot_opens": 1,
 //!              "human_clicks": 1, "bot_clicks": 0, "delivery_rate_percent": 66.7,
 //!              "bounce_rate_percent": 33.3, "complaint_rate_percent": 0.0,
-//!              "open_rate_percent": 50.0, "click_rate_percent": 50.0}]}
+//!              "open_rate_percent": 50.0, "click_rate_percent": 50.0,
+//!              "conversions_by_click": 1, "conversions_by_open": 0,
+//!              "conversions_unattributed": 0, "conversion_value_cents": 2500,
+//!              "conversion_rate_percent": 50.0}]}
 //! ```
 
 use chrono::NaiveDate;
@@ -35,6 +39,8 @@ use mailtrail_core::DeliveryStatus;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+use crate::conversion_figures::{self, ConversionFigures};
+use crate::conversion_stats::{ConversionRow, conversion_counts};
 use crate::stats::{Source, StatsQuery, StatsRow, StatsScope, status_counts};
 use crate::{StoreConnection, StoreError};
 
@@ -123,6 +129,9 @@ pub struct StatsGroup {
     /// Clicked messages among the delivered (the click rate's numerator).
     #[serde(skip)]
     clicked_delivered: u64,
+    /// Conversions and their rate (`crate::conversion_figures`).
+    #[serde(flatten)]
+    pub conversions: ConversionFigures,
 }
 
 impl StatsGroup {
@@ -162,6 +171,7 @@ impl StatsGroup {
         self.complaint_rate_percent = Percent::of(self.complained, arrived);
         self.open_rate_percent = Percent::of(self.opened_delivered, arrived);
         self.click_rate_percent = Percent::of(self.clicked_delivered, arrived);
+        self.conversions.finish(arrived);
         self
     }
 }
@@ -175,6 +185,15 @@ fn count(value: i64) -> u64 {
 /// arrive sorted by day, then subject). A whole-scope total always yields one group, zeros
 /// included; a per-day series has a group only for days with messages.
 pub fn summarize(query: &StatsQuery, rows: &[StatsRow]) -> Vec<StatsGroup> {
+    summarize_with_conversions(query, rows, &[])
+}
+
+/// [`summarize`], with the conversions of the same scope joined to their (day, subject) groups.
+pub fn summarize_with_conversions(
+    query: &StatsQuery,
+    rows: &[StatsRow],
+    conversions: &[ConversionRow],
+) -> Vec<StatsGroup> {
     let mut groups: Vec<StatsGroup> = Vec::new();
     let mut index: std::collections::HashMap<(Option<NaiveDate>, Option<&str>), usize> =
         std::collections::HashMap::new();
@@ -190,6 +209,7 @@ pub fn summarize(query: &StatsQuery, rows: &[StatsRow]) -> Vec<StatsGroup> {
         });
         groups[position].add(row);
     }
+    conversion_figures::merge(&mut groups, conversions);
     let by_subject = matches!(query.scope, StatsScope::ProjectBySubject(_));
     if groups.is_empty() && !by_subject && !query.daily {
         groups.push(StatsGroup::default());
@@ -214,6 +234,18 @@ impl StatsReport {
         Self {
             query,
             groups: summarize(&query, rows),
+        }
+    }
+
+    /// The report answering `query` from the store's rows and conversion rows for it.
+    pub fn from_rows_and_conversions(
+        query: StatsQuery,
+        rows: &[StatsRow],
+        conversions: &[ConversionRow],
+    ) -> Self {
+        Self {
+            query,
+            groups: summarize_with_conversions(&query, rows, conversions),
         }
     }
 }
@@ -244,7 +276,12 @@ pub async fn stats_report(
     query: &StatsQuery,
 ) -> Result<StatsReport, StoreError> {
     let rows = status_counts(connection, query, Source::Counters).await?;
-    Ok(StatsReport::from_rows(*query, &rows))
+    let conversions = conversion_counts(connection, query, Source::Counters).await?;
+    Ok(StatsReport::from_rows_and_conversions(
+        *query,
+        &rows,
+        &conversions,
+    ))
 }
 
 #[cfg(test)]
@@ -345,7 +382,10 @@ mod tests {
                 r#""complained":0,"opened":1,"clicked":0,"human_opens":3,"bot_opens":2,"#,
                 r#""human_clicks":0,"bot_clicks":0,"delivery_rate_percent":66.7,"#,
                 r#""bounce_rate_percent":33.3,"complaint_rate_percent":0.0,"#,
-                r#""open_rate_percent":50.0,"click_rate_percent":0.0}]}"#
+                r#""open_rate_percent":50.0,"click_rate_percent":0.0,"#,
+                r#""conversions_by_click":0,"conversions_by_open":0,"#,
+                r#""conversions_unattributed":0,"conversion_value_cents":0,"#,
+                r#""conversion_rate_percent":0.0}]}"#
             )
         );
         let all =

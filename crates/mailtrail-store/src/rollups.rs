@@ -12,9 +12,13 @@ use diesel_async::RunQueryDsl;
 
 use crate::{StoreConnection, StoreError};
 
-/// Recomputes both counter tables from `sent_emails`, in one transaction; writers wait for it.
+/// Recomputes both counter tables from `sent_emails`, in one transaction, then the conversion
+/// counters from `conversions`, in another; writers wait for each.
 pub async fn rebuild(connection: &mut StoreConnection) -> Result<(), StoreError> {
     diesel::sql_query("SELECT mailtrail_rebuild_rollups()")
+        .execute(connection)
+        .await?;
+    diesel::sql_query("SELECT mailtrail_rebuild_conversion_rollups()")
         .execute(connection)
         .await?;
     Ok(())

@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mailtrail_core::{EventRow, Verdict, triage};
+use mailtrail_core::{Conversion, EventRow, Verdict, triage};
 use mailtrail_queue::{Claimed, ClaimedBatch, DeadEnvelope, Settlement, SkippedCount};
-use mailtrail_store::{StoreConnection, StoreError, UpsertCounts, upsert_events};
+use mailtrail_store::{BatchCounts, StoreConnection, StoreError, write_batch};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::backoff::Backoff;
@@ -46,6 +46,10 @@ pub(crate) struct TriagedBatch {
     /// The envelope each row came from (an index into `envelopes`), row for row: kept apart so
     /// the rows can be written as one slice without copying them.
     row_envelopes: Vec<usize>,
+    /// Conversions to write.
+    conversions: Vec<Conversion>,
+    /// The envelope each conversion came from, conversion for conversion.
+    conversion_envelopes: Vec<usize>,
     /// Skipped events: (envelope index, reason).
     skips: Vec<(usize, &'static str)>,
 }
@@ -59,6 +63,8 @@ impl TriagedBatch {
             fates: Vec::with_capacity(batch.len()),
             rows: Vec::with_capacity(batch.len()),
             row_envelopes: Vec::with_capacity(batch.len()),
+            conversions: Vec::new(),
+            conversion_envelopes: Vec::new(),
             skips: Vec::new(),
         };
         for (index, raw) in batch.into_iter().enumerate() {
@@ -79,6 +85,10 @@ impl TriagedBatch {
                 Verdict::Store(row) => {
                     self.rows.push(*row);
                     self.row_envelopes.push(index);
+                }
+                Verdict::Convert(conversion) => {
+                    self.conversions.push(*conversion);
+                    self.conversion_envelopes.push(index);
                 }
                 Verdict::Skip(reason) => self.skips.push((index, reason)),
                 Verdict::Dead(reason) => {
@@ -104,7 +114,16 @@ impl TriagedBatch {
 
     /// Marks the envelope of row `row` dead (keeping an earlier reason).
     fn refuse_row(&mut self, row: usize, reason: String) {
-        let fate = &mut self.fates[self.row_envelopes[row]];
+        self.refuse_envelope(self.row_envelopes[row], reason);
+    }
+
+    /// Marks the envelope of conversion `conversion` dead (keeping an earlier reason).
+    fn refuse_conversion(&mut self, conversion: usize, reason: String) {
+        self.refuse_envelope(self.conversion_envelopes[conversion], reason);
+    }
+
+    fn refuse_envelope(&mut self, envelope: usize, reason: String) {
+        let fate = &mut self.fates[envelope];
         if matches!(fate, Fate::Done) {
             *fate = Fate::Dead(reason);
         }
@@ -145,6 +164,8 @@ pub(crate) struct BatchWriter {
     connection: StoreConnection,
     database_url: SecretString,
     statement_timeout: Duration,
+    /// Days before a conversion a click or open may be credited with it.
+    attribution_window_days: i32,
 }
 
 impl BatchWriter {
@@ -153,11 +174,13 @@ impl BatchWriter {
         connection: StoreConnection,
         database_url: SecretString,
         statement_timeout: Duration,
+        attribution_window_days: i32,
     ) -> Self {
         Self {
             connection,
             database_url,
             statement_timeout,
+            attribution_window_days,
         }
     }
 
@@ -170,25 +193,38 @@ impl BatchWriter {
         batch: &mut TriagedBatch,
         progress: &Progress,
         shutdown: &mut Shutdown,
-    ) -> Option<UpsertCounts> {
+    ) -> Option<BatchCounts> {
         let rows = std::mem::take(&mut batch.rows);
-        let counts = match self.write_with_retry(&rows, progress, shutdown).await? {
+        let conversions = std::mem::take(&mut batch.conversions);
+        let counts = match self
+            .write_with_retry(&rows, &conversions, progress, shutdown)
+            .await?
+        {
             Ok(counts) => counts,
             Err(error) => {
-                tracing::warn!(%error, batch.size = rows.len(), "Postgres refused the batch; writing its rows one by one");
-                let mut total = UpsertCounts::default();
+                tracing::warn!(%error, batch.size = rows.len() + conversions.len(), "Postgres refused the batch; writing its rows one by one");
+                let mut total = BatchCounts::default();
                 for (index, row) in rows.iter().enumerate() {
                     match self
-                        .write_with_retry(std::slice::from_ref(row), progress, shutdown)
+                        .write_with_retry(std::slice::from_ref(row), &[], progress, shutdown)
                         .await?
                     {
-                        Ok(counts) => {
-                            total.events_inserted += counts.events_inserted;
-                            total.rows_upserted += counts.rows_upserted;
-                        }
+                        Ok(counts) => add(&mut total, &counts),
                         Err(error) => {
                             batch.refuse_row(index, format!("Postgres refused the event: {error}"))
                         }
+                    }
+                }
+                for (index, conversion) in conversions.iter().enumerate() {
+                    match self
+                        .write_with_retry(&[], std::slice::from_ref(conversion), progress, shutdown)
+                        .await?
+                    {
+                        Ok(counts) => add(&mut total, &counts),
+                        Err(error) => batch.refuse_conversion(
+                            index,
+                            format!("Postgres refused the conversion: {error}"),
+                        ),
                     }
                 }
                 total
@@ -202,9 +238,10 @@ impl BatchWriter {
     async fn write_with_retry(
         &mut self,
         rows: &[EventRow],
+        conversions: &[Conversion],
         progress: &Progress,
         shutdown: &mut Shutdown,
-    ) -> Option<Result<UpsertCounts, StoreError>> {
+    ) -> Option<Result<BatchCounts, StoreError>> {
         let mut backoff = Backoff::new("postgres").reporting_to(progress);
         let mut reconnect = false;
         loop {
@@ -235,7 +272,14 @@ impl BatchWriter {
                     }
                 }
             }
-            match upsert_events(&mut self.connection, rows).await {
+            let written = write_batch(
+                &mut self.connection,
+                rows,
+                conversions,
+                self.attribution_window_days,
+            )
+            .await;
+            match written {
                 Ok(counts) => {
                     backoff.recovered();
                     return Some(Ok(counts));
@@ -250,6 +294,14 @@ impl BatchWriter {
             }
         }
     }
+}
+
+/// Adds one write's counts to a batch's.
+fn add(total: &mut BatchCounts, counts: &BatchCounts) {
+    total.events.events_inserted += counts.events.events_inserted;
+    total.events.rows_upserted += counts.events.rows_upserted;
+    total.conversions_inserted += counts.conversions_inserted;
+    total.conversions_reattributed += counts.conversions_reattributed;
 }
 
 /// Connects to Postgres, retrying until it answers or the stop is requested.

@@ -58,6 +58,14 @@ pub struct WorkerEnv {
     /// `MAILTRAIL_METRICS_BIND`: where `/metrics` listens; empty disables it.
     #[serde(default = "default_metrics_bind")]
     pub mailtrail_metrics_bind: String,
+    /// `MAILTRAIL_ATTRIBUTION_WINDOW_DAYS`: how many days before a conversion a click or open
+    /// may take its credit (`docs/conversions.md`).
+    #[serde(default = "default_attribution_window_days")]
+    pub mailtrail_attribution_window_days: u32,
+}
+
+fn default_attribution_window_days() -> u32 {
+    mailtrail_core::DEFAULT_ATTRIBUTION_WINDOW_DAYS
 }
 
 fn default_redis_url() -> SecretString {
@@ -128,6 +136,8 @@ pub struct WorkerConfig {
     pub require_noeviction: bool,
     /// Where `/metrics` listens, if anywhere.
     pub metrics_bind: Option<String>,
+    /// Days before a conversion a click or open may be credited with it.
+    pub attribution_window_days: i32,
 }
 
 /// A configuration that cannot work, naming the variable at fault.
@@ -181,6 +191,12 @@ impl WorkerConfig {
             }
             None => DEFAULT_STATEMENT_TIMEOUT.min(lease_ttl / 2),
         };
+        let attribution_window_days = i32::try_from(env.mailtrail_attribution_window_days)
+            .ok()
+            .filter(|days| (1..=mailtrail_core::MAX_ATTRIBUTION_WINDOW_DAYS as i32).contains(days))
+            .ok_or(ConfigError::Invalid(
+                "MAILTRAIL_ATTRIBUTION_WINDOW_DAYS must be between 1 and 365",
+            ))?;
         let worker_id = match env.mailtrail_worker_id {
             Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
             _ => default_worker_id(),
@@ -202,6 +218,7 @@ impl WorkerConfig {
             require_noeviction: env.mailtrail_require_noeviction,
             metrics_bind: Some(env.mailtrail_metrics_bind.trim().to_owned())
                 .filter(|bind| !bind.is_empty()),
+            attribution_window_days,
         })
     }
 
@@ -283,6 +300,17 @@ mod tests {
         assert!(zero.to_string().contains("MAILTRAIL_BATCH_SIZE"));
         let id = env(&[("DATABASE_URL", "x"), ("MAILTRAIL_WORKER_ID", " w7 ")]).unwrap();
         assert_eq!(id.worker_id, "w7");
+        assert_eq!(id.attribution_window_days, 7);
+        let window = env(&[
+            ("DATABASE_URL", "x"),
+            ("MAILTRAIL_ATTRIBUTION_WINDOW_DAYS", "0"),
+        ])
+        .unwrap_err();
+        assert!(
+            window
+                .to_string()
+                .contains("MAILTRAIL_ATTRIBUTION_WINDOW_DAYS")
+        );
     }
 
     #[test]

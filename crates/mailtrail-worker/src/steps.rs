@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use mailtrail_queue::{Claimed, SettledBy, Settlement, WorkerQueue};
-use mailtrail_store::UpsertCounts;
+use mailtrail_store::BatchCounts;
 
 use crate::WorkerError;
 use crate::backoff::with_redis_retry_reporting;
@@ -30,12 +30,14 @@ pub struct BatchOutcome {
     pub events_inserted: u64,
     /// `sent_emails` rows inserted or updated.
     pub rows_upserted: u64,
+    /// Conversions new to the `conversions` table.
+    pub conversions_inserted: u64,
 }
 
 /// A batch whose write committed, waiting to be settled in Redis.
 pub(crate) struct WrittenBatch {
     pub(crate) settlement: Settlement,
-    pub(crate) counts: UpsertCounts,
+    pub(crate) counts: BatchCounts,
     /// When its write started.
     pub(crate) started: Instant,
 }
@@ -87,8 +89,9 @@ impl Worker {
             done: settlement.done.len() as u64,
             dead: settlement.dead.len() as u64,
             skipped: settlement.skipped.iter().map(|skipped| skipped.count).sum(),
-            events_inserted: counts.events_inserted.max(0) as u64,
-            rows_upserted: counts.rows_upserted.max(0) as u64,
+            events_inserted: counts.events.events_inserted.max(0) as u64,
+            rows_upserted: counts.events.rows_upserted.max(0) as u64,
+            conversions_inserted: counts.conversions_inserted.max(0) as u64,
         };
         let written = WrittenBatch {
             settlement,
@@ -175,8 +178,10 @@ pub(crate) async fn settle(
     progress.report();
     tracing::debug!(
         batch.size = settlement.done.len() + settlement.dead.len(),
-        events.inserted = counts.events_inserted,
-        rows.upserted = counts.rows_upserted,
+        events.inserted = counts.events.events_inserted,
+        rows.upserted = counts.events.rows_upserted,
+        conversions.inserted = counts.conversions_inserted,
+        conversions.reattributed = counts.conversions_reattributed,
         dead = settlement.dead.len(),
         ?settled_by,
         duration_ms = started.elapsed().as_millis() as u64,
@@ -193,8 +198,8 @@ pub(crate) async fn settle(
         stored: (settlement.done.len() as u64).saturating_sub(skipped),
         skipped: &settlement.skipped,
         dead: settlement.dead.len() as u64,
-        events_inserted: counts.events_inserted.max(0) as u64,
-        rows_upserted: counts.rows_upserted.max(0) as u64,
+        events_inserted: counts.events.events_inserted.max(0) as u64,
+        rows_upserted: counts.events.rows_upserted.max(0) as u64,
         duration: started.elapsed(),
     });
     Settled::Done

@@ -106,6 +106,7 @@ impl Worker {
             connection,
             config.database_url.clone(),
             config.statement_timeout,
+            config.attribution_window_days,
         );
 
         // Whatever a previous run of this worker id left in flight goes back to the backlog

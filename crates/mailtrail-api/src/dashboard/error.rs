@@ -36,6 +36,9 @@ pub enum PageError {
     /// Postgres failed.
     #[error("the database is unavailable")]
     Unavailable(#[source] StoreError),
+    /// Redis failed (no page queues anything today; here so every API error has a page).
+    #[error("the queue is unavailable")]
+    QueueUnavailable(#[source] mailtrail_queue::QueueError),
     /// A template failed to render (a bug, logged).
     #[error("the page could not be drawn")]
     Render(#[from] askama::Error),
@@ -54,9 +57,10 @@ impl From<ApiError> for PageError {
             ApiError::Unauthorized => Self::TokenRejected,
             ApiError::NotFound(what) => Self::NotFound(what),
             ApiError::Unavailable(error) => Self::Unavailable(error),
-            other @ (ApiError::BadParameter { .. } | ApiError::BadQuery(_)) => {
-                Self::BadParameter(other.to_string())
-            }
+            ApiError::QueueUnavailable(error) => Self::QueueUnavailable(error),
+            other @ (ApiError::BadParameter { .. }
+            | ApiError::BadQuery(_)
+            | ApiError::MethodNotAllowed(_)) => Self::BadParameter(other.to_string()),
         }
     }
 }
@@ -84,7 +88,7 @@ impl PageError {
                 "It came from another site or an old page. Reload the page and try again."
                     .to_owned(),
             ),
-            Self::Unavailable(_) | Self::Render(_) => (
+            Self::Unavailable(_) | Self::QueueUnavailable(_) | Self::Render(_) => (
                 "Something went wrong on our side".to_owned(),
                 "The figures could not be read just now. Try again in a moment.".to_owned(),
             ),
@@ -100,7 +104,7 @@ impl ResponseError for PageError {
             Self::NoAccess(_) | Self::Forgery => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadParameter(_) => StatusCode::BAD_REQUEST,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -123,6 +127,9 @@ impl ResponseError for PageError {
             // Logged once, here; the person gets no internals.
             Self::Unavailable(error) => {
                 tracing::warn!(%error, "dashboard page failed on the database")
+            }
+            Self::QueueUnavailable(error) => {
+                tracing::warn!(%error, "dashboard page failed on Redis")
             }
             Self::Render(error) => tracing::error!(%error, "dashboard template failed"),
             _ => {}

@@ -222,13 +222,14 @@ async fn health_readiness_and_metrics_on_their_own_port() {
 }
 
 /// Every route the API serves, as actix matches it; the OpenAPI document must list each one.
-const ROUTES: [&str; 8] = [
+const ROUTES: [&str; 9] = [
     "/v1/stats",
     "/v1/projects/{project_id}/stats",
     "/v1/projects/{project_id}/daily",
     "/v1/backers/{backer_id}/stats",
     "/v1/messages",
     "/v1/messages/{message_id}",
+    "/v1/conversions",
     "/healthz",
     "/readyz",
 ];

@@ -4,8 +4,10 @@
 
 use chrono::NaiveDate;
 use mailtrail_core::{Event, EventKind, EventRow, MessageId, Severity};
+use mailtrail_store::conversion_stats::verify_conversion_rollups;
 use mailtrail_store::{
-    Source, StatsQuery, StatsScope, StoreConnection, rollups, status_counts, upsert_events,
+    Source, StatsQuery, StatsScope, StoreConnection, conversion_counts, rollups, status_counts,
+    upsert_events,
 };
 use mailtrail_testing::{TestDatabase, worker_row};
 use proptest::prelude::*;
@@ -100,7 +102,9 @@ fn questions(case: usize) -> Vec<StatsQuery> {
     questions
 }
 
-async fn assert_counters_match(connection: &mut StoreConnection, case: usize) {
+/// Every question of case `case` answers the same from the counters as from the rows, the
+/// conversions' too.
+pub(crate) async fn assert_counters_match(connection: &mut StoreConnection, case: usize) {
     for query in questions(case) {
         let counters = status_counts(connection, &query, Source::Counters)
             .await
@@ -109,8 +113,17 @@ async fn assert_counters_match(connection: &mut StoreConnection, case: usize) {
             .await
             .unwrap();
         assert_eq!(counters, messages, "case {case}: {query:?}");
+        let counters = conversion_counts(connection, &query, Source::Counters)
+            .await
+            .unwrap();
+        let conversions = conversion_counts(connection, &query, Source::Messages)
+            .await
+            .unwrap();
+        assert_eq!(counters, conversions, "case {case}: {query:?}");
     }
     let differences = rollups::verify(connection).await.unwrap();
+    assert!(differences.is_empty(), "case {case}: {differences:#?}");
+    let differences = verify_conversion_rollups(connection).await.unwrap();
     assert!(differences.is_empty(), "case {case}: {differences:#?}");
 }
 
