@@ -111,6 +111,9 @@ pub async fn project(
     let by_subject =
         StatsQuery::new(StatsScope::ProjectBySubject(project_id)).between(since, until);
     let mut subjects = stats_report(&mut connection, &by_subject).await?.groups;
+    // Unattributed conversions make a "no subject" group without messages; the table shows
+    // only message figures, so such a row would be dashes alone (they count in the rate cards).
+    subjects.retain(|group| group.total > 0);
     let group = total.groups.into_iter().next().unwrap_or_default();
     let has_messages = group.total > 0 || {
         // Only an empty range costs this: is the project empty, or only the range?

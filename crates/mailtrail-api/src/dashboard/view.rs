@@ -1,5 +1,5 @@
-//! What the pages show, shaped from the store's report: the range, rate cards, the status mix,
-//! the funnel and the daily series (the by-subject table is `subject_table`). No figure is
+//! What the pages show, shaped from the store's report: the range, rate cards (conversions'
+//! included), the status mix, the funnel and the daily series (the by-subject table is `subject_table`). No figure is
 //! computed here that the report does not already hold; this module only chooses and orders.
 
 use chrono::{Duration, NaiveDate, Utc};
@@ -126,7 +126,31 @@ pub fn rate_cards(group: &StatsGroup) -> Vec<RateCard> {
                 group.human_clicks, group.bot_clicks
             ),
         },
+        conversion_card(group),
     ]
+}
+
+/// Attributed conversions over delivered messages, with what credited them and their value.
+fn conversion_card(group: &StatsGroup) -> RateCard {
+    let figures = &group.conversions;
+    RateCard {
+        key: "conversion",
+        label: "Conversion rate",
+        value: percent(figures.conversion_rate_percent),
+        detail: format!(
+            "{} by click, {} by open, {} unattributed; value {}",
+            figures.conversions_by_click,
+            figures.conversions_by_open,
+            figures.conversions_unattributed,
+            amount(figures.conversion_value_cents)
+        ),
+    }
+}
+
+/// An amount in cents as "1234.50": the application reports cents of one currency, which
+/// mailtrail does not know, so no symbol.
+fn amount(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
 }
 
 /// One status of the mix.
@@ -159,8 +183,10 @@ pub fn status_mix(group: &StatsGroup) -> Vec<StatusShare> {
     .collect()
 }
 
-/// The funnel of a group: sent -> delivered -> opened -> clicked, people only. A later step
-/// (converted) is one more item here.
+/// The funnel of a group: sent -> delivered -> opened -> clicked, people only, -> converted.
+/// The first four count messages; converted counts the conversions credited to an email of the
+/// group (by a person's click or open), so one clicked message may lead to several, and
+/// unattributed conversions, which no email led to, are not a step of it.
 pub fn funnel_steps(group: &StatsGroup) -> Vec<FunnelStep> {
     vec![
         FunnelStep {
@@ -178,6 +204,10 @@ pub fn funnel_steps(group: &StatsGroup) -> Vec<FunnelStep> {
         FunnelStep {
             label: "clicked",
             count: group.clicked,
+        },
+        FunnelStep {
+            label: "converted",
+            count: group.conversions.attributed(),
         },
     ]
 }
@@ -256,21 +286,56 @@ mod tests {
     }
 
     #[test]
-    fn the_funnel_counts_people_and_arrivals() {
+    fn the_funnel_counts_people_and_arrivals_then_attributed_conversions() {
         let mut group = StatsGroup::default();
         (group.total, group.delivered, group.complained) = (4, 2, 1);
         (group.bounced, group.opened, group.clicked) = (1, 1, 1);
+        // Two conversions after the click, one after an open alone, one credited to no email.
+        let conversions = &mut group.conversions;
+        (
+            conversions.conversions_by_click,
+            conversions.conversions_by_open,
+        ) = (2, 1);
+        conversions.conversions_unattributed = 1;
         let counts: Vec<(&str, u64)> = funnel_steps(&group)
             .iter()
             .map(|step| (step.label, step.count))
             .collect();
         assert_eq!(
             counts,
-            [("sent", 4), ("delivered", 3), ("opened", 1), ("clicked", 1)]
+            [
+                ("sent", 4),
+                ("delivered", 3),
+                ("opened", 1),
+                ("clicked", 1),
+                ("converted", 3)
+            ]
         );
         let mix = status_mix(&group);
         assert_eq!(mix[2].status, "delivered");
         assert_eq!(mix[2].share, "50.0%");
         assert_eq!(rate_cards(&StatsGroup::default())[0].value, "–");
+    }
+
+    #[test]
+    fn the_conversion_card_shows_the_rate_what_credited_them_and_their_value() {
+        let mut group = StatsGroup::default();
+        let conversions = &mut group.conversions;
+        (
+            conversions.conversions_by_click,
+            conversions.conversions_by_open,
+        ) = (2, 0);
+        (
+            conversions.conversions_unattributed,
+            conversions.conversion_value_cents,
+        ) = (1, 7_505);
+        conversions.conversion_rate_percent = Percent::of(2, 3);
+        let card = rate_cards(&group).pop().unwrap();
+        assert_eq!((card.key, card.value.as_str()), ("conversion", "66.7%"));
+        assert_eq!(
+            card.detail,
+            "2 by click, 0 by open, 1 unattributed; value 75.05"
+        );
+        assert_eq!(rate_cards(&StatsGroup::default()).pop().unwrap().value, "–");
     }
 }

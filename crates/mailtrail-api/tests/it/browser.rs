@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium, driven over WebDriver (chromedriver,
 //! started here on a free port), against the API on port 0 with the stories put in through the
-//! real receiver and worker. It signs in as a person would, checks the figures they see against
-//! the stories, follows links to a timeline, is refused another project, sees a hostile subject
+//! real receiver and worker, and pledges reported through `POST /v1/conversions`. It signs in as a
+//! person would, checks the figures they see (the funnel down to conversions) against the
+//! stories, follows links to a timeline, is refused another project, sees a hostile subject
 //! as text, finds one chart point per day, and saves screenshots of the main pages under
 //! `target/screenshots/`.
 //!
@@ -19,6 +20,7 @@ use mailtrail_store::tokens::TokenScope;
 use serde_json::json;
 
 use crate::dashboard::{HOSTILE_SUBJECT, start_with_hostile_subject};
+use crate::support::{DAY, NOV20};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -133,6 +135,33 @@ async fn count(browser: &Client, css: &str) -> usize {
     browser.find_all(Locator::Css(css)).await.unwrap().len()
 }
 
+/// The funnel's steps as "label count".
+async fn funnel(browser: &Client) -> Vec<String> {
+    let mut steps = Vec::new();
+    for step in browser
+        .find_all(Locator::Css("#funnel g.step"))
+        .await
+        .unwrap()
+    {
+        let label = step.attr("data-step").await.unwrap().unwrap();
+        let count = step.attr("data-count").await.unwrap().unwrap();
+        steps.push(format!("{label} {count}"));
+    }
+    steps
+}
+
+/// A pledge of 25.00 to project 7 as the application reports it, `at` seconds since the epoch.
+fn pledge(id: &str, backer: i64, at: f64) -> serde_json::Value {
+    let occurred_at = chrono::DateTime::from_timestamp(at as i64, 0)
+        .unwrap()
+        .to_rfc3339();
+    json!({"id": id, "backer_id": backer, "project_id": 7, "kind": "pledge",
+           "occurred_at": occurred_at, "value_cents": 2500})
+}
+
+/// When backer 42 clicked a1 (project 7), as the stories say: the one click by a person.
+const A1_CLICKED: f64 = NOV20 + 3_700.0;
+
 /// The path and query the browser is at, once it got there after a click.
 async fn arrived_at(browser: &Client, path: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -165,9 +194,26 @@ async fn a_project_creator_sees_the_stories_in_a_real_browser() {
     if !browser_installed() {
         return;
     }
-    let api = start_with_hostile_subject().await;
+    let mut api = start_with_hostile_subject().await;
     let creator = api.token("creator-7", TokenScope::Project(7)).await;
     let staff = api.token("staff", TokenScope::All).await;
+    // The application reports four pledges to project 7; the worker credits them (window: the
+    // default 7 days before a pledge).
+    api.report_conversions(
+        json!([
+            // Backer 42, a day and two days after clicking a1: both credited to a1 by click.
+            pledge("p-42-a", 42, A1_CLICKED + DAY),
+            pledge("p-42-b", 42, A1_CLICKED + 2.0 * DAY),
+            // Backer 43 (11-22): its only open, of a3, was a machine's; a4 was never opened by
+            // a person. Credited to no email.
+            pledge("p-43", 43, NOV20 + 2.0 * DAY + 3_600.0),
+            // Backer 42 again, a second past the window after the click (11-27, after the week
+            // below): credited to no email.
+            pledge("p-42-late", 42, A1_CLICKED + 7.0 * DAY + 1.0),
+        ]),
+        &staff,
+    )
+    .await;
     let base = api.base_url.clone();
     let driver = Driver::start();
     let browser = driver.browser().await;
@@ -187,7 +233,8 @@ async fn a_project_creator_sees_the_stories_in_a_real_browser() {
     );
 
     // The week of the stories: 4 messages of project 7 (a1 delivered, opened and clicked; a2
-    // bounced; a3 delivered and opened by a machine; a4 complained).
+    // bounced; a3 delivered and opened by a machine; a4 complained), and the pledges p-42-a,
+    // p-42-b and p-43 (p-42-late falls after the week).
     browser
         .goto(&format!("{base}/projects/7?{WEEK}"))
         .await
@@ -199,6 +246,8 @@ async fn a_project_creator_sees_the_stories_in_a_real_browser() {
         ("complaint", "33.3%"),
         ("open", "33.3%"),
         ("click", "33.3%"),
+        // p-42-a and p-42-b, credited, of the 3 delivered messages.
+        ("conversion", "66.7%"),
     ] {
         assert_eq!(
             text(&browser, &format!("#rate-{rate} .value")).await,
@@ -215,20 +264,22 @@ async fn a_project_creator_sees_the_stories_in_a_real_browser() {
         text(&browser, "#status-mix tr[data-status=delivered]").await,
         "delivered 2 50.0%"
     );
-    let funnel: Vec<String> = {
-        let mut counts = Vec::new();
-        for step in browser
-            .find_all(Locator::Css("#funnel g.step"))
-            .await
-            .unwrap()
-        {
-            let label = step.attr("data-step").await.unwrap().unwrap();
-            let count = step.attr("data-count").await.unwrap().unwrap();
-            counts.push(format!("{label} {count}"));
-        }
-        counts
-    };
-    assert_eq!(funnel, ["sent 4", "delivered 3", "opened 1", "clicked 1"]);
+    assert_eq!(
+        text(&browser, "#rate-conversion .detail").await,
+        "2 by click, 0 by open, 1 unattributed; value 75.00"
+    );
+    // Converted counts the week's credited pledges: p-42-a and p-42-b (after backer 42's click
+    // on a1); p-43 is credited to no email, so it is no step of the funnel.
+    assert_eq!(
+        funnel(&browser).await,
+        [
+            "sent 4",
+            "delivered 3",
+            "opened 1",
+            "clicked 1",
+            "converted 2"
+        ]
+    );
 
     // The chart: one point per day of the range on each of its four lines.
     let chart = browser
@@ -407,6 +458,13 @@ async fn a_project_creator_sees_the_stories_in_a_real_browser() {
         .await
         .unwrap();
     assert!(text(&browser, "#total").await.starts_with("6 messages"));
+    // Every pledge is in this range: still the two credited ones converted; p-43 and
+    // p-42-late are credited to no email.
+    assert_eq!(funnel(&browser).await.last().unwrap(), "converted 2");
+    assert_eq!(
+        text(&browser, "#rate-conversion .detail").await,
+        "2 by click, 0 by open, 2 unattributed; value 100.00"
+    );
     screenshot(&browser, "overview").await;
     browser.goto(&format!("{base}/projects/99")).await.unwrap();
     assert!(

@@ -40,6 +40,8 @@ impl TestApi {
 
         let metrics_port = mailtrail_testing::free_port();
         let metrics_bind = format!("127.0.0.1:{metrics_port}");
+        // The API queues reported conversions on the test's own Redis prefix.
+        let redis_env = app.redis().env();
         let api_env = envy::from_iter(
             [
                 ("DATABASE_URL", app.database().url()),
@@ -48,7 +50,13 @@ impl TestApi {
                 ("MAILTRAIL_API_POOL_SIZE", "4"),
                 ("MAILTRAIL_HTTP_WORKERS", "2"),
             ]
-            .map(|(name, value)| (name.to_owned(), value.to_owned())),
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .into_iter()
+            .chain(
+                redis_env
+                    .into_iter()
+                    .map(|(name, value)| (name.to_owned(), value)),
+            ),
         )
         .unwrap();
         let api = Application::build(ApiConfig::from_vars(api_env).unwrap())
@@ -66,6 +74,24 @@ impl TestApi {
     /// Puts more events (Mailgun `event-data`) in through the receiver and the worker.
     pub async fn put_in(&mut self, events: Vec<Value>) {
         put_in(&mut self.app, events).await;
+    }
+
+    /// Reports conversions (one or an array) through `POST /v1/conversions` with `token`, which
+    /// must queue them, and lets the worker store and credit them.
+    pub async fn report_conversions(&mut self, body: Value, token: &str) {
+        let response = self
+            .app
+            .client()
+            .post(format!("{}/v1/conversions", self.base_url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert_eq!(status, 202, "{}", response.text().await.unwrap());
+        work_off(&mut self.app).await;
     }
 
     /// The database the API reads.
@@ -127,6 +153,11 @@ async fn put_in(app: &mut TestApp, events: Vec<Value>) {
             .await;
         assert_eq!(status, 200, "the receiver refused a story's event");
     }
+    work_off(app).await;
+}
+
+/// Lets a worker write everything queued, none of it a dead letter.
+async fn work_off(app: &mut TestApp) {
     let mut worker = app.driven_worker().await;
     while let Some(outcome) = worker.process_next_batch().await.unwrap() {
         assert_eq!(outcome.dead, 0, "{outcome:?}");
