@@ -7,8 +7,9 @@
 //! - [`ensure_partitions`] creates this month's partition and the next ones, and one for every
 //!   month that has rows in the default partition, moving those rows in: Postgres refuses a new
 //!   partition whose range has rows in the default partition, so a row that landed there (an event
-//!   from a month nobody created) would otherwise block its month for ever. The worker calls it at
-//!   start and hourly; `mailtrail partitions ensure` calls it by hand.
+//!   from a month nobody created) would otherwise block its month for ever. `mailtrail partitions
+//!   ensure` calls it. The worker calls [`ensure_partitions_ahead`] at start and hourly: months
+//!   ahead only, never moving rows (see [`ensure_partitions`] for why).
 //! - [`retention_plan`] says which partitions lie wholly before a cutoff, and how many rows of the
 //!   default partition do; [`apply_retention`] detaches and drops those partitions and deletes
 //!   those rows.
@@ -81,16 +82,18 @@ struct MonthRow {
 
 /// Ensures a partition exists for the month of `now` and the `months_ahead` after it, and for
 /// every month that has rows in the default partition (moving them in). Returns what it did
-/// per month, in month order.
+/// per month, in month order. What `mailtrail partitions ensure` runs.
+///
+/// Moving rows out of the default partition is for an operator's command, not for the worker:
+/// a query planned just before the move's commit and run just after it can miss that month's
+/// rows (it scans the default partition, which no longer holds them, but not the partition
+/// attached meanwhile). Readers see every row again once the move has committed.
 pub async fn ensure_partitions(
     connection: &mut StoreConnection,
     now: DateTime<Utc>,
     months_ahead: u32,
 ) -> Result<Vec<EnsuredPartition>, StoreError> {
-    let current = month_of(now);
-    let mut months: Vec<NaiveDate> = (0..=months_ahead)
-        .filter_map(|ahead| current.checked_add_months(Months::new(ahead)))
-        .collect();
+    let mut months = months_from(now, months_ahead);
     let stranded: Vec<MonthRow> = diesel::sql_query(
         "SELECT DISTINCT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month
          FROM email_events_default",
@@ -98,9 +101,35 @@ pub async fn ensure_partitions(
     .load(connection)
     .await?;
     months.extend(stranded.into_iter().map(|row| row.month));
+    ensure_months(connection, months).await
+}
+
+/// Ensures a partition exists for the current month and the [`DEFAULT_MONTHS_AHEAD`] after it,
+/// and nothing else: what the worker runs at start and hourly. Months ahead have no rows in the
+/// default partition (the worker dead-letters events more than a day in the future), so this
+/// never moves rows while the workers' batches and the API read.
+pub async fn ensure_partitions_ahead(
+    connection: &mut StoreConnection,
+) -> Result<Vec<EnsuredPartition>, StoreError> {
+    let months = months_from(Utc::now(), DEFAULT_MONTHS_AHEAD);
+    ensure_months(connection, months).await
+}
+
+/// The month of `now` and the `months_ahead` after it.
+fn months_from(now: DateTime<Utc>, months_ahead: u32) -> Vec<NaiveDate> {
+    let current = month_of(now);
+    (0..=months_ahead)
+        .filter_map(|ahead| current.checked_add_months(Months::new(ahead)))
+        .collect()
+}
+
+/// Creates each month's partition unless it exists, each in a transaction of its own.
+async fn ensure_months(
+    connection: &mut StoreConnection,
+    mut months: Vec<NaiveDate>,
+) -> Result<Vec<EnsuredPartition>, StoreError> {
     months.sort();
     months.dedup();
-
     let mut ensured = Vec::with_capacity(months.len());
     for month in months {
         let outcome = connection
@@ -124,13 +153,6 @@ pub async fn ensure_partitions(
         ensured.push(outcome);
     }
     Ok(ensured)
-}
-
-/// [`ensure_partitions`] from now, [`DEFAULT_MONTHS_AHEAD`] months ahead: what the worker runs.
-pub async fn ensure_partitions_ahead(
-    connection: &mut StoreConnection,
-) -> Result<Vec<EnsuredPartition>, StoreError> {
-    ensure_partitions(connection, Utc::now(), DEFAULT_MONTHS_AHEAD).await
 }
 
 /// Takes the maintenance lock and sets the lock timeout, for the current transaction.

@@ -2,9 +2,10 @@
 //!
 //! At start and then hourly, a task of its own (with its own Postgres connection, so it never
 //! delays a batch) ensures this month's partition and the next
-//! [`DEFAULT_MONTHS_AHEAD`](mailtrail_store::partitions::DEFAULT_MONTHS_AHEAD), and moves any
-//! rows that landed in the default partition into their month's
-//! ([`mailtrail_store::partitions::ensure_partitions`]). Nothing depends on it for correctness:
+//! [`DEFAULT_MONTHS_AHEAD`](mailtrail_store::partitions::DEFAULT_MONTHS_AHEAD)
+//! ([`mailtrail_store::partitions::ensure_partitions_ahead`]). It never moves rows out of the
+//! default partition: a query planned just before such a move commits could miss them (the
+//! operator's `mailtrail partitions ensure` does it). Nothing depends on it for correctness:
 //! a row whose month has no partition lands in the default partition, so a batch never fails for
 //! want of one. Every worker runs it; an advisory lock makes them take turns, and a partition
 //! that exists is left alone. A failure (Postgres down, a lock not granted within the timeout) is
