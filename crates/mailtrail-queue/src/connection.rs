@@ -104,6 +104,12 @@ impl Queue {
         &self.shards[0].keys
     }
 
+    /// The key names of shard `index` of this handle (the first past the last: callers take
+    /// the index modulo [`Queue::shard_count`]).
+    pub(crate) fn shard_keys(&self, index: usize) -> &QueueKeys {
+        &self.shards.get(index).unwrap_or(&self.shards[0]).keys
+    }
+
     /// How many shards this handle covers.
     pub fn shard_count(&self) -> usize {
         self.shards.len()

@@ -133,7 +133,7 @@ impl Queue {
             let Some(token) = key.strip_prefix(&token_prefix) else {
                 continue;
             };
-            let target = self.shard_for_token(token).keys().token(token);
+            let target = self.keys_for_token(token).token(token);
             // A marker may expire between the scan and the rename; that is not an error.
             let renamed: redis::RedisResult<()> = connection.rename(&key, &target).await;
             if renamed.is_ok() {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use crate::error::QueueError;
-use crate::keys::shard_of_token;
+use crate::keys::{QueueKeys, shard_of_token};
 use crate::{Queue, scripts};
 
 /// How a push ended.
@@ -39,8 +39,7 @@ impl Queue {
         envelope: &str,
         backlog_cap: u64,
     ) -> Result<PushOutcome, QueueError> {
-        let shard = self.shard_for_token(token);
-        let keys = shard.keys();
+        let keys = self.keys_for_token(token);
         let outcome: i64 = scripts::PUSH
             .key(keys.token(token))
             .key(keys.events())
@@ -58,10 +57,9 @@ impl Queue {
 
     /// Pushes an envelope without a token (operators' replays, benchmarks, tests).
     pub async fn push_envelope(&self, envelope: &str) -> Result<(), QueueError> {
-        let shard = self.next_push_shard();
         let _: i64 = self
             .connection()
-            .lpush(shard.keys().events(), envelope)
+            .lpush(self.next_push_keys().events(), envelope)
             .await?;
         Ok(())
     }
@@ -73,31 +71,29 @@ impl Queue {
         if envelopes.is_empty() {
             return Ok(());
         }
-        let shard = self.next_push_shard();
         let _: i64 = self
             .connection()
-            .lpush(shard.keys().events(), envelopes)
+            .lpush(self.next_push_keys().events(), envelopes)
             .await?;
         Ok(())
     }
 
-    /// The shard a webhook signed with `token` goes to.
-    pub(crate) fn shard_for_token(&self, token: &str) -> Queue {
+    /// The keys of the shard a webhook signed with `token` goes to.
+    pub(crate) fn keys_for_token(&self, token: &str) -> &QueueKeys {
         let count = self.shard_count();
         if count == 1 {
-            return self.clone();
+            return self.keys();
         }
         let index = shard_of_token(token, u16::try_from(count).unwrap_or(u16::MAX));
-        self.shard(index as usize).unwrap_or_else(|| self.clone())
+        self.shard_keys(index as usize)
     }
 
-    /// The shard whose turn it is to take a push without a token.
-    fn next_push_shard(&self) -> Queue {
+    /// The keys of the shard whose turn it is to take a push without a token.
+    fn next_push_keys(&self) -> &QueueKeys {
         let count = self.shard_count();
         if count == 1 {
-            return self.clone();
+            return self.keys();
         }
-        let turn = self.push_turn.fetch_add(1, Ordering::Relaxed) % count;
-        self.shard(turn).unwrap_or_else(|| self.clone())
+        self.shard_keys(self.push_turn.fetch_add(1, Ordering::Relaxed) % count)
     }
 }

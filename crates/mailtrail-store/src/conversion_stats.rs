@@ -91,12 +91,8 @@ pub async fn conversion_counts(
     query: &StatsQuery,
     source: Source,
 ) -> Result<Vec<ConversionRow>, StoreError> {
-    let id = match query.scope {
-        StatsScope::Backer(id) | StatsScope::Project(id) | StatsScope::ProjectBySubject(id) => id,
-        StatsScope::All => 0,
-    };
     Ok(diesel::sql_query(statement(query, source))
-        .bind::<BigInt, _>(id)
+        .bind::<BigInt, _>(query.scope.bound_id())
         .bind::<Nullable<Date>, _>(query.since)
         .bind::<Nullable<Date>, _>(query.until)
         .load(connection)

@@ -32,6 +32,17 @@ pub enum StatsScope {
     All,
 }
 
+impl StatsScope {
+    /// The backer or project the scope names: `$1` of the statistics statements (0 for the
+    /// whole system, whose statements do not read it).
+    pub(crate) fn bound_id(self) -> i64 {
+        match self {
+            Self::Backer(id) | Self::Project(id) | Self::ProjectBySubject(id) => id,
+            Self::All => 0,
+        }
+    }
+}
+
 /// A question: a scope, an optional range of days, and whether to answer per day.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatsQuery {
@@ -191,12 +202,8 @@ pub async fn status_counts(
     query: &StatsQuery,
     source: Source,
 ) -> Result<Vec<StatsRow>, StoreError> {
-    let id = match query.scope {
-        StatsScope::Backer(id) | StatsScope::Project(id) | StatsScope::ProjectBySubject(id) => id,
-        StatsScope::All => 0,
-    };
     Ok(diesel::sql_query(statement(query, source))
-        .bind::<BigInt, _>(id)
+        .bind::<BigInt, _>(query.scope.bound_id())
         .bind::<Nullable<Date>, _>(query.since)
         .bind::<Nullable<Date>, _>(query.until)
         .load(connection)
